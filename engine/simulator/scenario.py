@@ -1,0 +1,581 @@
+"""The scenario YAML of the simulator: who calls, who answers, which numbers exist, on which nodes.
+
+`load_scenario(path)` reads and validates a scenario into plain frozen dataclasses. The YAML is read
+through yaml's node API (compose) rather than yaml.safe_load so that every value keeps its
+file:line:column for error messages, duplicate keys are refused instead of silently overwritten,
+and YAML 1.1's implicit typing never applies: a scalar is a string unless the schema asks for a
+number, so `on`, `9:30` and `010` stay what the operator wrote.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import yaml
+
+from engine.errors import ConfigError
+
+BUNDLED_DIR = Path(__file__).with_name("scenarios")
+DTMF_CHARS = frozenset("0123456789*#ABCD")
+DEFAULT_PASSWORD = "ClueCon"
+_DECIMAL = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
+_INTEGER = re.compile(r"[-+]?\d+")
+_TIME_OF_DAY = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
+
+
+# --------------------------------------------------------------------------- YAML with marks
+class Value:
+    """One YAML node with its place in the file; converts itself on demand to what the schema wants."""
+
+    def __init__(self, node: yaml.Node, path: str, source: str) -> None:
+        self.node = node
+        self.path = path  # the dotted place in the scenario, for messages: agents[0].ring
+        self._source = source
+
+    @property
+    def where(self) -> str:
+        mark = self.node.start_mark
+        return f"{self._source}:{mark.line + 1}:{mark.column + 1}"
+
+    def error(self, message: str) -> ConfigError:
+        return ConfigError(f"{self.where}: {message}")
+
+    @property
+    def label(self) -> str:
+        return self.path or "the scenario"
+
+    def _child(self, node: yaml.Node, path: str) -> "Value":
+        return Value(node, path, self._source)
+
+    def is_mapping(self) -> bool:
+        return isinstance(self.node, yaml.MappingNode)
+
+    def is_sequence(self) -> bool:
+        return isinstance(self.node, yaml.SequenceNode)
+
+    def mapping(self) -> dict[str, "Value"]:
+        """The keys and values of a mapping, refusing duplicate and non-text keys."""
+        if not self.is_mapping():
+            raise self.error(f"{self.path} must be a mapping of `key: value` lines")
+        items: dict[str, Value] = {}
+        for key_node, value_node in self.node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise Value(key_node, self.path, self._source).error(f"a key in {self.path} must be plain text")
+            key = key_node.value
+            if key in items:
+                first = items[key].node.start_mark.line + 1
+                raise Value(key_node, self.path, self._source).error(
+                    f"duplicate key '{key}' in {self.label} (first given on line {first}); remove one of them")
+            items[key] = self._child(value_node, f"{self.path}.{key}" if self.path else key)
+        return items
+
+    def fields(self, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()) -> dict[str, "Value"]:
+        """A mapping with exactly these keys allowed; unknown keys are errors (typos must not pass)."""
+        items = self.mapping()
+        allowed = required + optional
+        for key, value in items.items():
+            if key not in allowed:
+                key_mark = Value(self._key_node(key), self.path, self._source)
+                close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.75)
+                hint = f"did you mean '{close[0]}'?" if close else f"expected one of: {', '.join(allowed)}"
+                raise key_mark.error(f"unknown key '{key}' in {self.label}; {hint}")
+        for key in required:
+            if key not in items:
+                raise self.error(f"{self.label} is missing '{key}'")
+        return items
+
+    def _key_node(self, key: str) -> yaml.Node:
+        return next(k for k, _ in self.node.value if isinstance(k, yaml.ScalarNode) and k.value == key)
+
+    def sequence(self) -> list["Value"]:
+        if not self.is_sequence():
+            raise self.error(f"{self.path} must be a list (lines starting with '- ')")
+        return [self._child(node, f"{self.path}[{i}]") for i, node in enumerate(self.node.value)]
+
+    def text(self) -> str:
+        """The scalar exactly as written (a string, whatever YAML 1.1 would have made of it)."""
+        if not isinstance(self.node, yaml.ScalarNode):
+            raise self.error(f"{self.path} must be a single value, not a list or mapping")
+        if self.node.value == "" and self.node.style is None:
+            raise self.error(f"{self.path} has no value")
+        return self.node.value
+
+    def number(self, *, minimum: float | None = None, maximum: float | None = None,
+               above: float | None = None) -> float:
+        raw = self.text()
+        if not _DECIMAL.fullmatch(raw):
+            raise self.error(f"{self.path} must be a number, not '{raw}'")
+        value = float(raw)
+        if minimum is not None and value < minimum:
+            raise self.error(f"{self.path} must be at least {minimum:g}, not {raw}")
+        if maximum is not None and value > maximum:
+            raise self.error(f"{self.path} must be at most {maximum:g}, not {raw}")
+        if above is not None and value <= above:
+            raise self.error(f"{self.path} must be more than {above:g}, not {raw}")
+        return value
+
+    def integer(self, *, minimum: int | None = None, maximum: int | None = None) -> int:
+        raw = self.text()
+        if not _INTEGER.fullmatch(raw):
+            raise self.error(f"{self.path} must be a whole number, not '{raw}'")
+        value = int(raw)
+        if minimum is not None and value < minimum:
+            raise self.error(f"{self.path} must be at least {minimum}, not {raw}")
+        if maximum is not None and value > maximum:
+            raise self.error(f"{self.path} must be at most {maximum}, not {raw}")
+        return value
+
+    def probability(self) -> float:
+        raw = self.text()
+        if not _DECIMAL.fullmatch(raw) or not 0.0 <= float(raw) <= 1.0:
+            raise self.error(f"{self.path} must be a probability between 0 and 1, not '{raw}'")
+        return float(raw)
+
+    def time_of_day(self) -> int:
+        """HH:MM as seconds after midnight."""
+        raw = self.text()
+        match = _TIME_OF_DAY.fullmatch(raw)
+        if not match:
+            raise self.error(f"{self.path} must be a time of day as HH:MM (24 h), not '{raw}'")
+        return int(match[1]) * 3600 + int(match[2]) * 60
+
+
+def compose_file(path: str | Path) -> Value:
+    """The root node of a YAML file, with YAML syntax errors turned into file:line:col messages."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read the file: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: the file is not UTF-8 text") from exc
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        place = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        opened = exc.context_mark if exc.problem and exc.context else None
+        hint = (f" ({exc.context} that starts at line {opened.line + 1}, column {opened.column + 1})"
+                if opened else "")
+        raise ConfigError(f"{place}: not valid YAML: {exc.problem or exc.context}{hint}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if root is None:
+        raise ConfigError(f"{source}:1:1: the file is empty")
+    return Value(root, "", source)
+
+
+# --------------------------------------------------------------------------- distributions
+@dataclass(frozen=True)
+class Fixed:
+    value: float
+
+    def draw(self, rng: random.Random) -> float:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Uniform:
+    low: float
+    high: float
+
+    def draw(self, rng: random.Random) -> float:
+        return rng.uniform(self.low, self.high)
+
+
+@dataclass(frozen=True)
+class Exponential:
+    mean: float
+
+    def draw(self, rng: random.Random) -> float:
+        return rng.expovariate(1.0 / self.mean)
+
+
+@dataclass(frozen=True)
+class LogNormal:
+    """Given by the mean and standard deviation of the times themselves (what an AHT report shows)."""
+
+    mean: float
+    sd: float
+
+    def draw(self, rng: random.Random) -> float:
+        sigma2 = math.log(1.0 + (self.sd / self.mean) ** 2)
+        return rng.lognormvariate(math.log(self.mean) - sigma2 / 2.0, math.sqrt(sigma2))
+
+
+Distribution = Union[Fixed, Uniform, Exponential, LogNormal]
+
+
+def _distribution(value: Value) -> Distribution:
+    """Seconds: a bare number, or one of fixed / uniform {min, max} / exponential {mean} /
+    lognormal {mean, sd}."""
+    if not value.is_mapping():
+        return Fixed(value.number(minimum=0))
+    items = value.fields(optional=("fixed", "uniform", "exponential", "lognormal"))
+    if len(items) != 1:
+        raise value.error(f"{value.path} must name exactly one distribution: "
+                          "fixed, uniform, exponential or lognormal")
+    (kind, spec), = items.items()
+    if kind == "fixed":
+        return Fixed(spec.number(minimum=0))
+    if kind == "uniform":
+        bounds = spec.fields(required=("min", "max"))
+        low, high = bounds["min"].number(minimum=0), bounds["max"].number(minimum=0)
+        if high < low:
+            raise bounds["max"].error(f"{bounds['max'].path} must not be below min ({low:g})")
+        return Uniform(low, high)
+    if kind == "exponential":
+        return Exponential(spec.fields(required=("mean",))["mean"].number(above=0))
+    params = spec.fields(required=("mean", "sd"))
+    return LogNormal(params["mean"].number(above=0), params["sd"].number(minimum=0))
+
+
+# --------------------------------------------------------------------------- the scenario model
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    port: int
+    password: str = DEFAULT_PASSWORD
+
+
+@dataclass(frozen=True)
+class PoissonArrivals:
+    per_hour: float
+
+
+@dataclass(frozen=True)
+class ProfileArrivals:
+    """Piecewise-constant Poisson rate by time of day; each step holds until the next, wrapping at midnight."""
+
+    steps: tuple[tuple[int, float], ...]  # (seconds after midnight, calls per hour), ascending
+
+    def rate_at(self, time_of_day: float) -> float:
+        rate = self.steps[-1][1]
+        for start, per_hour in self.steps:
+            if start <= time_of_day:
+                rate = per_hour
+        return rate
+
+    def next_change(self, time_of_day: float) -> float:
+        """Seconds of the day at which the rate next changes (may be past 86400: tomorrow)."""
+        for start, _ in self.steps:
+            if start > time_of_day:
+                return float(start)
+        return 86400.0 + self.steps[0][0]
+
+
+@dataclass(frozen=True)
+class ScriptedCall:
+    at: float
+    number: str | None
+    dnis: str | None
+    kind: str | None
+
+
+@dataclass(frozen=True)
+class ScriptedArrivals:
+    calls: tuple[ScriptedCall, ...]  # ascending by `at`
+
+
+Arrivals = Union[PoissonArrivals, ProfileArrivals, ScriptedArrivals]
+
+
+@dataclass(frozen=True)
+class CallerKind:
+    name: str
+    weight: float
+    digits: tuple[str, ...]  # what is pressed at the n-th prompt; "" = nothing (let it time out)
+    think: Distribution      # before pressing
+    patience: Distribution   # how long the caller waits for an agent before hanging up
+    talk: Distribution       # how long it stays on a bridge no simulated agent ends
+
+
+@dataclass(frozen=True)
+class InboundSpec:
+    arrivals: Arrivals
+    numbers: tuple[str, ...]  # caller id patterns; X is a random digit
+    names: tuple[str, ...]
+    dnis: tuple[tuple[str, float], ...]
+    kinds: tuple[CallerKind, ...]
+    nodes: tuple[str, ...]    # the nodes inbound calls arrive on, chosen at random per call
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    ids: tuple[str, ...]
+    node: str
+    ring: Distribution
+    answer_probability: float
+    busy_probability: float  # refuses with USER_BUSY; the rest let it ring out (NO_ANSWER)
+    talk: Distribution       # handling time once bridged
+    hangup_share: float      # share of conversations the agent ends (the caller ends the others)
+
+
+@dataclass(frozen=True)
+class DestinationSpec:
+    match: re.Pattern[str]
+    outcomes: tuple[tuple[str, float], ...]  # OUTCOMES with their probabilities, summing to 1
+    answer_delay: Distribution
+    greeting: Distribution
+    machine_greeting: Distribution
+    patience: Distribution   # a human who hears nobody after answering hangs up after this
+    talk: Distribution
+
+
+OUTCOMES = ("answer", "busy", "no_answer", "machine", "invalid")
+
+
+@dataclass(frozen=True)
+class OutboundSpec:
+    gateway: str
+    destinations: tuple[DestinationSpec, ...]
+
+    def destination_for(self, number: str) -> DestinationSpec | None:
+        return next((d for d in self.destinations if d.match.search(number)), None)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    source: str
+    seed: int | None
+    duration: float | None  # seconds of inbound traffic; None = until stopped
+    start_time: int         # the time of day the simulation starts at, seconds after midnight
+    nodes: tuple[NodeSpec, ...]
+    park_variables: tuple[tuple[str, str], ...]
+    inbound: InboundSpec | None
+    agents: tuple[AgentSpec, ...]
+    outbound: OutboundSpec | None
+
+    def agent_count(self) -> int:
+        return sum(len(a.ids) for a in self.agents)
+
+
+# --------------------------------------------------------------------------- schema
+def bundled(name: str) -> Path:
+    """A scenario shipped with the engine: demo, smoke."""
+    return BUNDLED_DIR / f"{name}.yaml"
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    root = compose_file(path)
+    top = root.fields(required=("nodes",),
+                      optional=("seed", "duration", "start_time", "park_variables", "inbound", "agents",
+                                "outbound"))
+    nodes = _nodes(top["nodes"])
+    node_names = tuple(n.name for n in nodes)
+    return Scenario(
+        source=str(path),
+        seed=top["seed"].integer(minimum=0) if "seed" in top else None,
+        duration=top["duration"].number(above=0) if "duration" in top else None,
+        start_time=top["start_time"].time_of_day() if "start_time" in top else 9 * 3600,
+        nodes=nodes,
+        park_variables=_park_variables(top["park_variables"]) if "park_variables" in top else (),
+        inbound=_inbound(top["inbound"], node_names) if "inbound" in top else None,
+        agents=_agents(top["agents"], node_names) if "agents" in top else (),
+        outbound=_outbound(top["outbound"]) if "outbound" in top else None,
+    )
+
+
+def _nonempty(value: Value) -> list[Value]:
+    items = value.sequence()
+    if not items:
+        raise value.error(f"{value.path} must not be empty")
+    return items
+
+
+def _nodes(value: Value) -> tuple[NodeSpec, ...]:
+    nodes: list[NodeSpec] = []
+    for item in _nonempty(value):
+        f = item.fields(required=("name", "port"), optional=("password",))
+        name = f["name"].text()
+        if any(n.name == name for n in nodes):
+            raise f["name"].error(f"node name '{name}' is used twice")
+        port = f["port"].integer(minimum=0, maximum=65535)
+        if port and any(n.port == port for n in nodes):
+            raise f["port"].error(f"port {port} is used by another node")
+        nodes.append(NodeSpec(name, port, f["password"].text() if "password" in f else DEFAULT_PASSWORD))
+    return tuple(nodes)
+
+
+def _node_ref(value: Value, node_names: tuple[str, ...]) -> str:
+    name = value.text()
+    if name not in node_names:
+        raise value.error(f"{value.path}: no node named '{name}' (nodes: {', '.join(node_names)})")
+    return name
+
+
+def _park_variables(value: Value) -> tuple[tuple[str, str], ...]:
+    return tuple((name, var.text()) for name, var in value.mapping().items())
+
+
+def _inbound(value: Value, node_names: tuple[str, ...]) -> InboundSpec:
+    f = value.fields(required=("arrivals", "numbers", "dnis", "kinds"), optional=("names", "nodes"))
+    kinds = _caller_kinds(f["kinds"])
+    dnis = _weighted(f["dnis"])
+    return InboundSpec(
+        arrivals=_arrivals(f["arrivals"], {k.name for k in kinds}),
+        numbers=tuple(_caller_number(v) for v in _nonempty(f["numbers"])),
+        names=tuple(v.text() for v in _nonempty(f["names"])) if "names" in f else (),
+        dnis=dnis,
+        kinds=kinds,
+        nodes=tuple(_node_ref(v, node_names) for v in _nonempty(f["nodes"])) if "nodes" in f else node_names,
+    )
+
+
+def _caller_number(value: Value) -> str:
+    number = value.text()
+    if not re.fullmatch(r"\+?[0-9X]+", number):
+        raise value.error(f"{value.path} must be digits (X = any digit, optional leading +), not '{number}'")
+    return number
+
+
+def _weighted(value: Value) -> tuple[tuple[str, float], ...]:
+    """A single value, or a mapping of value -> relative weight."""
+    if not value.is_mapping():
+        return ((value.text(), 1.0),)
+    items = tuple((name, weight.number(minimum=0)) for name, weight in value.mapping().items())
+    if not items or sum(w for _, w in items) <= 0:
+        raise value.error(f"{value.path} needs at least one entry with a weight above 0")
+    return items
+
+
+def _arrivals(value: Value, kind_names: set[str]) -> Arrivals:
+    f = value.fields(optional=("per_hour", "profile", "calls"))
+    if len(f) != 1:
+        raise value.error(f"{value.path} must give exactly one of per_hour (Poisson rate), "
+                          "profile (rate by time of day) or calls (an explicit list)")
+    (kind, spec), = f.items()
+    if kind == "per_hour":
+        return PoissonArrivals(spec.number(minimum=0))
+    if kind == "profile":
+        steps: list[tuple[int, float]] = []
+        for item in _nonempty(spec):
+            step = item.fields(required=("from", "per_hour"))
+            start = step["from"].time_of_day()
+            if steps and start <= steps[-1][0]:
+                raise step["from"].error(f"{step['from'].path} must be later than the step before it")
+            steps.append((start, step["per_hour"].number(minimum=0)))
+        return ProfileArrivals(tuple(steps))
+    calls: list[ScriptedCall] = []
+    for item in _nonempty(spec):
+        call = item.fields(required=("at",), optional=("number", "dnis", "kind"))
+        at = call["at"].number(minimum=0)
+        if calls and at < calls[-1].at:
+            raise call["at"].error(f"{call['at'].path} must not be earlier than the call before it")
+        kind_name = call["kind"].text() if "kind" in call else None
+        if kind_name is not None and kind_name not in kind_names:
+            raise call["kind"].error(f"{call['kind'].path}: no caller kind named '{kind_name}'")
+        calls.append(ScriptedCall(at, _caller_number(call["number"]) if "number" in call else None,
+                                  call["dnis"].text() if "dnis" in call else None, kind_name))
+    return ScriptedArrivals(tuple(calls))
+
+
+def _caller_kinds(value: Value) -> tuple[CallerKind, ...]:
+    kinds = []
+    for name, spec in value.mapping().items():
+        f = spec.fields(optional=("weight", "digits", "think", "patience", "talk"))
+        kinds.append(CallerKind(
+            name=name,
+            weight=f["weight"].number(minimum=0) if "weight" in f else 1.0,
+            digits=_digits(f["digits"]) if "digits" in f else (),
+            think=_distribution(f["think"]) if "think" in f else Uniform(1.0, 3.0),
+            patience=_distribution(f["patience"]) if "patience" in f else Exponential(120.0),
+            talk=_distribution(f["talk"]) if "talk" in f else LogNormal(180.0, 90.0),
+        ))
+    if not kinds or sum(k.weight for k in kinds) <= 0:
+        raise value.error(f"{value.path} needs at least one caller kind with a weight above 0")
+    return tuple(kinds)
+
+
+def _digits(value: Value) -> tuple[str, ...]:
+    """`none` (never presses), one DTMF string for the first prompt, or a list: one entry per
+    prompt, each DTMF digits or `none` to let that prompt time out."""
+    entries = value.sequence() if value.is_sequence() else [value]
+    presses = []
+    for entry in entries:
+        raw = entry.text()
+        if raw == "none":
+            presses.append("")
+        elif set(raw) <= DTMF_CHARS:
+            presses.append(raw)
+        else:
+            raise entry.error(f"{entry.path} must be DTMF digits (0-9 * # A-D) or none, not '{raw}'")
+    return tuple(presses)
+
+
+def _expand_ids(value: Value) -> tuple[str, ...]:
+    """A list of user ids, or a range `1001-1008`."""
+    if value.is_sequence():
+        return tuple(v.text() for v in _nonempty(value))
+    raw = value.text()
+    match = re.fullmatch(r"(\d+)-(\d+)", raw)
+    if not match:
+        return (raw,)
+    first, last = int(match[1]), int(match[2])
+    if last < first:
+        raise value.error(f"{value.path}: the range {raw} ends before it starts")
+    width = len(match[1])
+    return tuple(str(n).zfill(width) for n in range(first, last + 1))
+
+
+def _agents(value: Value, node_names: tuple[str, ...]) -> tuple[AgentSpec, ...]:
+    groups: list[AgentSpec] = []
+    seen: set[str] = set()
+    for item in _nonempty(value):
+        f = item.fields(required=("ids",), optional=("node", "ring", "answer_probability", "busy_probability",
+                                                     "talk", "hangup_share"))
+        ids = _expand_ids(f["ids"])
+        for agent_id in ids:
+            if agent_id in seen:
+                raise f["ids"].error(f"agent {agent_id} is listed twice")
+            seen.add(agent_id)
+        if "node" in f:
+            node = _node_ref(f["node"], node_names)
+        elif len(node_names) == 1:
+            node = node_names[0]
+        else:
+            raise item.error(f"{item.path} must say which node its agents register on (node: ...)")
+        answer = f["answer_probability"].probability() if "answer_probability" in f else 1.0
+        busy = f["busy_probability"].probability() if "busy_probability" in f else 0.0
+        if answer + busy > 1.0 + 1e-9:
+            raise item.error(f"{item.path}: answer_probability + busy_probability must not exceed 1")
+        groups.append(AgentSpec(
+            ids=ids, node=node,
+            ring=_distribution(f["ring"]) if "ring" in f else Uniform(2.0, 6.0),
+            answer_probability=answer, busy_probability=busy,
+            talk=_distribution(f["talk"]) if "talk" in f else LogNormal(240.0, 120.0),
+            hangup_share=f["hangup_share"].probability() if "hangup_share" in f else 0.5,
+        ))
+    return tuple(groups)
+
+
+def _outbound(value: Value) -> OutboundSpec:
+    f = value.fields(required=("gateway", "destinations"))
+    gateway = f["gateway"].text()
+    destinations = []
+    for item in _nonempty(f["destinations"]):
+        d = item.fields(required=("match",),
+                        optional=(*OUTCOMES, "answer_delay", "greeting", "machine_greeting", "patience", "talk"))
+        try:
+            pattern = re.compile(d["match"].text())
+        except re.error as exc:
+            raise d["match"].error(f"{d['match'].path} is not a valid regular expression: {exc}") from exc
+        outcomes = tuple((o, d[o].probability()) for o in OUTCOMES if o in d)
+        total = sum(p for _, p in outcomes)
+        if abs(total - 1.0) > 1e-6:
+            raise item.error(f"{item.path}: the probabilities of {', '.join(OUTCOMES)} must add up to 1 "
+                             f"(they add up to {total:g}; a missing one counts as 0)")
+        destinations.append(DestinationSpec(
+            match=pattern, outcomes=outcomes,
+            answer_delay=_distribution(d["answer_delay"]) if "answer_delay" in d else Uniform(3.0, 12.0),
+            greeting=_distribution(d["greeting"]) if "greeting" in d else Uniform(0.8, 2.0),
+            machine_greeting=_distribution(d["machine_greeting"]) if "machine_greeting" in d else Uniform(6.0, 15.0),
+            patience=_distribution(d["patience"]) if "patience" in d else Uniform(3.0, 6.0),
+            talk=_distribution(d["talk"]) if "talk" in d else LogNormal(120.0, 60.0),
+        ))
+    return OutboundSpec(gateway, tuple(destinations))
