@@ -1,0 +1,253 @@
+"""The daemon's configuration: plain dataclasses, loaded from YAML with file:line errors.
+
+`config.example.yaml` at the top of the repository documents every key; `load_config` is the
+only way in, so the CLI's quick-start flags and a config file end up in the same objects.
+Secrets (ESL passwords, database DSN, API token) are wrapped in `Secret` so they never show
+in logs, reprs or error messages.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ConfigError
+from engine.yamlfile import Mark, YamlMap, check_keys, expect_list, expect_map, load
+
+
+class Secret(str):
+    """A string that hides itself from repr/str formatting in logs; `.reveal()` to use it."""
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __format__(self, spec: str) -> str:
+        return "***"
+
+
+@dataclass(frozen=True)
+class FreeswitchNode:
+    name: str
+    host: str
+    port: int
+    password: Secret
+
+
+@dataclass(frozen=True)
+class EslSettings:
+    command_timeout: float = 5.0
+    connect_timeout: float = 3.0
+    heartbeat_timeout: float = 60.0
+    backoff_initial: float = 0.2
+    backoff_max: float = 10.0
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    host: str = "127.0.0.1"
+    port: int = 8088
+    token: Secret | None = None  # None: the API is not started
+
+
+@dataclass(frozen=True)
+class RouteSettings:
+    """The spine's minimal built-in route (answer, prompt, digits, bridge to a free agent).
+
+    The IVR and the ACD replace it as they land; until then it keeps calls flowing end to end.
+    """
+
+    greeting: str = "tone_stream://%(400,200,440);loops=2"
+    menu_prompt: str = "tone_stream://%(200,100,660)"
+    menu_timeout_ms: int = 4000
+    hold_music: str = "tone_stream://%(2000,4000,440,480);loops=-1"
+    agents: tuple[str, ...] = ()
+    agent_domain: str = ""
+    ring_seconds: int = 20
+    max_wait_seconds: int = 120
+    park_timeout_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class Config:
+    freeswitch: tuple[FreeswitchNode, ...]
+    data_dir: Path = Path("var")
+    dialplans: Path = Path("dialplans")
+    database_dsn: Secret | None = None  # None: embedded PostgreSQL under data_dir
+    log_level: str = "INFO"
+    log_format: str = "text"
+    shutdown_grace_seconds: float = 30.0
+    esl: EslSettings = field(default_factory=EslSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    route: RouteSettings = field(default_factory=RouteSettings)
+    source: str = "<defaults>"
+
+    def with_overrides(self, **changes: Any) -> "Config":
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+_NODE_SPEC = re.compile(r"^(?P<host>\[[0-9a-fA-F:]+\]|[^:\s]+):(?P<port>\d{1,5}):(?P<password>.+)$")
+
+
+def parse_node_spec(spec: str, index: int) -> FreeswitchNode:
+    """HOST:PORT:PASSWORD from the command line (the password may itself hold colons)."""
+    match = _NODE_SPEC.match(spec)
+    if not match or not 0 < int(match["port"]) < 65536:
+        raise ConfigError(f"--freeswitch expects HOST:PORT:PASSWORD (e.g. 127.0.0.1:8021:ClueCon), got '{_mask(spec)}'")
+    return FreeswitchNode(f"fs{index + 1}", match["host"].strip("[]"), int(match["port"]), Secret(match["password"]))
+
+
+def _mask(spec: str) -> str:
+    head, _, _ = spec.rpartition(":")
+    return f"{head}:***" if head else "***"
+
+
+def _get(mapping: YamlMap, key: str, kind: type | tuple[type, ...], default: Any, what: str) -> Any:
+    if key not in mapping or mapping[key] is None:
+        return default
+    value = mapping[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise mapping.mark_of(key).error(f"{what}.{key} must be a {_words(names)}, got {value!r}")
+    return value
+
+
+def _words(type_names: str) -> str:
+    return type_names.replace("str", "text").replace("int", "whole number").replace("float", "number")
+
+
+def _positive(mapping: YamlMap, key: str, value: float, what: str) -> float:
+    if value <= 0:
+        raise mapping.mark_of(key).error(f"{what}.{key} must be greater than 0")
+    return value
+
+
+def _secret_value(mapping: YamlMap, key: str, what: str) -> Secret | None:
+    """A secret is written inline or as `env:VARIABLE` (kept out of the file)."""
+    raw = _get(mapping, key, (str, int), None, what)
+    if raw is None:
+        return None
+    raw = str(raw)
+    if raw.startswith("env:"):
+        name = raw[4:]
+        if name not in os.environ:
+            raise mapping.mark_of(key).error(f"{what}.{key} names environment variable {name}, which is not set")
+        return Secret(os.environ[name])
+    return Secret(raw)
+
+
+def _load_nodes(doc: YamlMap) -> tuple[FreeswitchNode, ...]:
+    if "freeswitch" not in doc:
+        return ()
+    items = expect_list(doc["freeswitch"], doc.mark_of("freeswitch"), "freeswitch")
+    nodes: list[FreeswitchNode] = []
+    for i, item in enumerate(items):
+        where = f"freeswitch[{i}]"
+        entry = expect_map(item, items.mark_of(i), where)
+        check_keys(entry, {"name", "host", "port", "password"}, where, required=("host", "password"))
+        port = _get(entry, "port", int, 8021, where)
+        if not 0 < port < 65536:
+            raise entry.mark_of("port").error(f"{where}.port must be between 1 and 65535")
+        name = str(_get(entry, "name", (str, int), f"fs{i + 1}", where))
+        if any(n.name == name for n in nodes):
+            raise entry.mark_of("name").error(f"two FreeSWITCH nodes are named '{name}'; names must be unique")
+        password = _secret_value(entry, "password", where)
+        nodes.append(FreeswitchNode(name, str(_get(entry, "host", str, "", where)), port, password or Secret("")))
+    return tuple(nodes)
+
+
+def _section(doc: YamlMap, key: str) -> YamlMap:
+    if key not in doc or doc[key] is None:
+        empty = YamlMap()
+        empty.mark, empty.key_marks, empty.value_marks = doc.mark, {}, {}
+        return empty
+    return expect_map(doc[key], doc.mark_of(key), key)
+
+
+def _load_esl(doc: YamlMap) -> EslSettings:
+    sec = _section(doc, "esl")
+    names = ("command_timeout", "connect_timeout", "heartbeat_timeout", "backoff_initial", "backoff_max")
+    check_keys(sec, set(names), "esl")
+    defaults = EslSettings()
+    values = {n: _positive(sec, n, _get(sec, n, float, getattr(defaults, n), "esl"), "esl") for n in names}
+    return EslSettings(**values)
+
+
+def _load_api(doc: YamlMap) -> ApiSettings:
+    sec = _section(doc, "api")
+    check_keys(sec, {"listen", "token"}, "api")
+    listen = _get(sec, "listen", str, "127.0.0.1:8088", "api")
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise sec.mark_of("listen").error(f"api.listen must be HOST:PORT, got '{listen}'")
+    return ApiSettings(host.strip("[]"), int(port), _secret_value(sec, "token", "api"))
+
+
+def _load_route(doc: YamlMap) -> RouteSettings:
+    sec = _section(doc, "route")
+    defaults = RouteSettings()
+    names = ("greeting", "menu_prompt", "menu_timeout_ms", "hold_music", "agents", "agent_domain",
+             "ring_seconds", "max_wait_seconds", "park_timeout_seconds")
+    check_keys(sec, set(names), "route")
+    agents = sec.get("agents") or ()
+    if agents:
+        agents = expect_list(agents, sec.mark_of("agents"), "route.agents")
+    values: dict[str, Any] = {"agents": tuple(str(a) for a in agents)}
+    for name in ("greeting", "menu_prompt", "hold_music", "agent_domain"):
+        values[name] = _get(sec, name, str, getattr(defaults, name), "route")
+    for name in ("menu_timeout_ms", "ring_seconds", "max_wait_seconds", "park_timeout_seconds"):
+        values[name] = int(_positive(sec, name, _get(sec, name, int, getattr(defaults, name), "route"), "route"))
+    return RouteSettings(**values)
+
+
+_TOP_KEYS = {"freeswitch", "data_dir", "dialplans", "database", "logging", "shutdown_grace_seconds",
+             "esl", "api", "route"}
+
+
+def config_from_yaml(doc: Any, source: str) -> Config:
+    if doc is None:
+        doc = YamlMap()
+        doc.mark, doc.key_marks, doc.value_marks = Mark(source, 1, 1), {}, {}
+    doc = expect_map(doc, getattr(doc, "mark", Mark(source, 1, 1)), "the configuration")
+    check_keys(doc, _TOP_KEYS, "the configuration")
+    base = Path(source).parent if source not in ("<defaults>", "<string>") else Path(".")
+    db = _section(doc, "database")
+    check_keys(db, {"dsn"}, "database")
+    logging_sec = _section(doc, "logging")
+    check_keys(logging_sec, {"level", "format"}, "logging")
+    level = str(_get(logging_sec, "level", str, "INFO", "logging")).upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise logging_sec.mark_of("level").error("logging.level must be one of DEBUG, INFO, WARNING, ERROR")
+    fmt = _get(logging_sec, "format", str, "text", "logging")
+    if fmt not in ("text", "json"):
+        raise logging_sec.mark_of("format").error("logging.format must be 'text' or 'json'")
+    return Config(
+        freeswitch=_load_nodes(doc),
+        data_dir=base / _get(doc, "data_dir", str, "var", "config"),
+        dialplans=base / _get(doc, "dialplans", str, "dialplans", "config"),
+        database_dsn=_secret_value(db, "dsn", "database"),
+        log_level=level,
+        log_format=fmt,
+        shutdown_grace_seconds=float(_positive(doc, "shutdown_grace_seconds",
+                                               _get(doc, "shutdown_grace_seconds", float, 30.0, "config"), "config")),
+        esl=_load_esl(doc),
+        api=_load_api(doc),
+        route=_load_route(doc),
+        source=source,
+    )
+
+
+def load_config(path: str | Path | None) -> Config:
+    """The configuration from a file, or the defaults when path is None."""
+    if path is None:
+        return config_from_yaml(None, "<defaults>")
+    return config_from_yaml(load(path), str(path))

@@ -1,0 +1,87 @@
+"""Configuration and YAML loading: what the operator typed, or file:line:col errors."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from engine.config import Secret, load_config, parse_node_spec
+from engine.errors import ConfigError
+from engine.yamlfile import loads
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_example_config_documents_every_key_and_loads(monkeypatch):
+    monkeypatch.setenv("FS1_ESL_PASSWORD", "s3cret")
+    monkeypatch.setenv("CALLROUTER_API_TOKEN", "tok")
+    config = load_config(ROOT / "config.example.yaml")
+    assert [n.name for n in config.freeswitch] == ["fs1"]
+    assert config.freeswitch[0].password.reveal() == "s3cret"
+    assert config.api.token.reveal() == "tok"
+    assert config.route.agents == ("1001", "1002")
+    assert config.data_dir == ROOT / "var"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("a: on", "on"), ("a: off", "off"), ("a: yes", "yes"), ("a: no", "no"),
+    ("a: 9:30", "9:30"), ("a: 010", "010"), ("a: 0x1F", "0x1F"), ("a: 1_0", 10),
+    ("a: 12", 12), ("a: 1.5", 1.5), ("a: true", True), ("a: ~", None), ("a: '010'", "010"),
+    ("a: 2024-01-01", "2024-01-01"),
+])
+def test_yaml_scalars_mean_the_text_typed(text, expected):
+    assert loads(text)["a"] == expected
+
+
+def test_yaml_keys_stay_text():
+    assert list(loads("on: 1\n1: 2\n")) == ["on", "1"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a: 1\nb: 2\na: 3\n", "t.yaml:3:1: duplicate key 'a' (first defined at line 1)"),
+    ("a: [1, 2\n", "t.yaml:2:1: not valid YAML"),
+    ("? [a]\n: 1\n", "t.yaml:1:3: a key must be a plain word"),
+    ("base: &b {x: 1}\nother:\n  <<: *b\n", "t.yaml:3:3: merge keys (<<) are not supported"),
+])
+def test_yaml_mistakes_point_at_file_line_col(text, message):
+    with pytest.raises(ConfigError) as err:
+        loads(text, "t.yaml")
+    assert str(err.value).startswith(message)
+
+
+@pytest.mark.parametrize("body, message", [
+    ("freeswitch:\n  - host: h\n    pasword: x\n", "c.yaml:3:5: unknown key 'pasword' in freeswitch[0]; did you mean 'password'?"),
+    ("freeswitch:\n  - host: h\n", "c.yaml:2:5: freeswitch[0] needs 'password'"),
+    ("freeswitch:\n  - {host: h, password: p, port: 70000}\n", "c.yaml:2:34: freeswitch[0].port must be between 1 and 65535"),
+    ("esl:\n  command_timeout: soon\n", "c.yaml:2:20: esl.command_timeout must be a number, got 'soon'"),
+    ("esl:\n  command_timeout: 0\n", "c.yaml:2:20: esl.command_timeout must be greater than 0"),
+    ("api:\n  listen: localhost\n", "c.yaml:2:11: api.listen must be HOST:PORT"),
+    ("api:\n  token: env:NOPE_NOT_SET\n", "c.yaml:2:10: api.token names environment variable NOPE_NOT_SET"),
+    ("logging: {level: LOUD}\n", "c.yaml:1:18: logging.level must be one of"),
+    ("route:\n  agents: 1001\n", "c.yaml:2:11: route.agents must be a list"),
+    ("freeswitch:\n  - {name: a, host: h, password: p}\n  - {name: a, host: h, password: p}\n",
+     "c.yaml:3:12: two FreeSWITCH nodes are named 'a'"),
+    ("sessions: 3\n", "c.yaml:1:1: unknown key 'sessions' in the configuration"),
+])
+def test_config_mistakes_are_reported_with_their_place(tmp_path, body, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(body)
+    os.environ.pop("NOPE_NOT_SET", None)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path.parent}/{message}")
+
+
+def test_node_spec_keeps_colons_in_password_and_masks_it_in_errors():
+    node = parse_node_spec("10.0.0.5:8021:pa:ss", 0)
+    assert (node.host, node.port, node.password.reveal()) == ("10.0.0.5", 8021, "pa:ss")
+    with pytest.raises(ConfigError) as err:
+        parse_node_spec("10.0.0.5:port:secretpw", 0)
+    assert "secretpw" not in str(err.value)
+
+
+def test_secret_never_formats_itself():
+    secret = Secret("hunter2")
+    assert "hunter2" not in f"{secret} {secret!r} %s" % secret
+    assert secret.reveal() == "hunter2"
