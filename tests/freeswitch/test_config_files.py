@@ -158,8 +158,8 @@ def test_inbound_did_is_parked_for_the_engine_with_its_dnis() -> None:
 
 
 def test_number_outside_the_did_range_is_not_taken() -> None:
-    assert place_call("public", "+12125559999", network_addr="203.0.113.9") == ([], {
-        "destination_number": "+12125559999", "network_addr": "203.0.113.9"})
+    executed, channel = place_call("public", "+12125559999", network_addr="203.0.113.9")
+    assert executed == [] and "callrouter_entry" not in channel
 
 
 def test_internal_entry_number_is_parked_for_the_engine() -> None:
