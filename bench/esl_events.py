@@ -27,27 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from greenswitch.esl import ESLProtocol  # noqa: E402
 
 from engine.esl.connection import EslConnection  # noqa: E402
+from tests.esl.reference import is_event, transcript_frames  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data" / "call-lifecycle.esl"
-TRANSCRIPT = Path("/work/shared/reference/call-lifecycle-raw.txt")
-
-
-def extract(transcript: str) -> bytes:
-    """The event frames a transcript received (`S:` lines), byte-exact, in order."""
-    frames: list[bytes] = []
-    current: list[str] = []
-    for line in transcript.split("\n"):
-        if line.startswith("S: ") or line == "S:":
-            current.append(line[3:] + "\n")
-        elif line == "S\\ (no newline at end of frame)":
-            current[-1] = current[-1][:-1]
-        elif line.startswith("#") and " recv " in line:
-            if current:
-                frames.append("".join(current).encode())
-            current = []
-    if current:
-        frames.append("".join(current).encode())
-    return b"".join(f for f in frames if b"Content-Type: text/event-" in f.split(b"\n\n", 1)[0])
 
 
 class MemorySocket:
@@ -117,7 +99,7 @@ def main() -> None:
     logging.disable(logging.WARNING)  # greenswitch warns on every short read of a body
     if args.extract:
         DATA.parent.mkdir(exist_ok=True)
-        DATA.write_bytes(extract(TRANSCRIPT.read_text()))
+        DATA.write_bytes(b"".join(f for f in transcript_frames("call-lifecycle-raw.txt") if is_event(f)))
     one = DATA.read_bytes()
     per_copy = one.count(b"Content-Type: text/event-")
     target = 2_000 if args.smoke else args.events

@@ -186,7 +186,8 @@ def _parse_structured(content_type: str, raw: bytes) -> tuple[dict[str, Any], st
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
             body = data.pop("_body", None)
-            return data, body
+            # Array headers (variable_DP_MATCH) in the form the plain format gives them.
+            return {k: "ARRAY::" + "|:".join(map(str, v)) if isinstance(v, list) else v for k, v in data.items()}, body
         root = ElementTree.fromstring(raw)
         headers = root.find("headers")
         values = {} if headers is None else {h.tag: _decode((h.text or "").encode()) for h in headers}
