@@ -1,0 +1,728 @@
+"""The simulated FreeSWITCH core: directory users and gateways, channel creation for inbound
+SIP calls and for originate/bridge, the bridge itself, transfers, recordings, the event bus
+(`subscribe`/`fire`) and the api entry point (`api`, implemented in commands.py).
+
+Everything is timed on the injected clock, so a VirtualClock run works in-process.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import re
+import time
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+import gevent
+from gevent.event import Event
+
+from engine.simulator.apps import APPLICATIONS, park_loop
+from engine.simulator.channel import CallerProfile, Channel, Message, wait_for
+from engine.simulator.endpoint import Endpoint
+from engine.simulator.events import CALLING_SITES, HANGUP_CAUSES, SimEvent, format_stamp, micros, stamp_headers
+
+log = logging.getLogger(__name__)
+
+SIP_PROFILE = "internal"
+SIP_HOST = "127.0.0.1"
+CALLER_HOST = "127.0.0.1:5080"
+DEFAULT_ORIGINATE_TIMEOUT = 60.0
+LOG_LEVELS = {"CONSOLE": 0, "ALERT": 1, "CRIT": 2, "ERR": 3, "WARNING": 4, "NOTICE": 5, "INFO": 6, "DEBUG": 7}
+
+
+class OriginateFailed(Exception):
+    """An originate/bridge leg did not come up; args[0] is the hangup cause."""
+
+    @property
+    def cause(self) -> str:
+        return self.args[0]
+
+
+@dataclass
+class DialTarget:
+    """One leg of a dial string: its variables ({} and []) and the endpoint part."""
+
+    target: str
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+def split_vars(text: str) -> dict[str, str]:
+    """`a=1,b='x,y'` -> {'a': '1', 'b': 'x,y'} (FreeSWITCH's {}/[] variable blocks)."""
+    out: dict[str, str] = {}
+    for item in re.findall(r"(?:[^,']|'[^']*')+", text):
+        name, _, value = item.partition("=")
+        if name.strip():
+            out[name.strip()] = value.strip().strip("'")
+    return out
+
+
+def parse_dial_string(dial: str) -> list[DialTarget]:
+    """`{global}[leg]endpoint,[leg]endpoint|failover...` -> the legs of the first group."""
+    dial = dial.strip()
+    global_vars: dict[str, str] = {}
+    while dial.startswith("{") or dial.startswith("<"):
+        close = "}" if dial[0] == "{" else ">"
+        end = dial.index(close)
+        global_vars.update(split_vars(dial[1:end]))
+        dial = dial[end + 1:]
+    legs = []
+    for part in re.split(r"[,|:]_:|\|", dial)[0].split(","):
+        part = part.strip()
+        leg_vars = dict(global_vars)
+        while part.startswith("["):
+            end = part.index("]")
+            leg_vars.update(split_vars(part[1:end]))
+            part = part[end + 1:]
+        if part:
+            legs.append(DialTarget(part, leg_vars))
+    return legs
+
+
+class _Loopback:
+    """loopback/<ext>: the far end is our own dialplan, which answers at once."""
+
+    name = "loopback"
+
+    def on_offer(self, leg) -> None:
+        leg.answer()
+
+    def on_media(self, leg, kind, detail) -> None:
+        pass
+
+    def on_bridge(self, leg, other) -> None:
+        pass
+
+    def on_unbridge(self, leg) -> None:
+        pass
+
+    def on_hangup(self, leg, cause, by_far_end) -> None:
+        pass
+
+
+class Switch:
+    """One simulated FreeSWITCH node. See the module docstring."""
+
+    def __init__(self, clock, hostname: str = "sim1", switchname: str | None = None,
+                 seed: int | None = None) -> None:
+        self.clock = clock
+        self.hostname = hostname
+        self.switchname = switchname or hostname
+        self._rng = random.Random(seed)
+        self.core_uuid = self.new_uuid()
+        self.started = clock.now()
+        self.ipv4 = "127.0.0.1"
+        self.ipv6 = "::1"
+        self.park_variables: dict[str, str] = {}
+        self.default_file_seconds = 3.0
+        self.heartbeat_interval = 20.0
+        self.applications = dict(APPLICATIONS)
+        self.channels: dict[str, Channel] = {}
+        self.users: dict[str, Endpoint] = {}
+        self._known_users: set[str] = set()
+        self.gateways: dict[str, Callable[[str], Endpoint | None]] = {}
+        self._subscribers: dict[int, Callable[[SimEvent], None]] = {}
+        self._log_subscribers: dict[int, Callable[[int, str], None]] = {}
+        self._tokens = itertools.count(1)
+        self._sequence = itertools.count(1)
+        self._session_ids = itertools.count(1)
+        self.sessions_since_startup = 0
+        self.peak_sessions = 0
+        self._heartbeat = clock.spawn_later(self.heartbeat_interval, self._beat)
+
+    # ------------------------------------------------------------------ identity & events
+    def new_uuid(self) -> str:
+        return str(uuidlib.UUID(int=self._rng.getrandbits(128), version=4))
+
+    def new_event(self, name: str, subclass: str | None = None,
+                  site: tuple[str, str, int] | None = None) -> SimEvent:
+        event = SimEvent(name)
+        if subclass is not None:
+            event.add("Event-Subclass", subclass)
+        event.add("Event-Name", name)
+        event.add("Core-UUID", self.core_uuid)
+        event.add("FreeSWITCH-Hostname", self.hostname)
+        event.add("FreeSWITCH-Switchname", self.switchname)
+        event.add("FreeSWITCH-IPv4", self.ipv4)
+        event.add("FreeSWITCH-IPv6", self.ipv6)
+        event.headers.extend(stamp_headers(self.clock.now()))
+        file, func, line = site or CALLING_SITES.get(name, ("switch_event.c", "switch_event_fire_detailed", 0))
+        event.add("Event-Calling-File", file)
+        event.add("Event-Calling-Function", func)
+        event.add("Event-Calling-Line-Number", line)
+        event.add("Event-Sequence", next(self._sequence))
+        return event
+
+    def subscribe(self, callback: Callable[[SimEvent], None]) -> int:
+        token = next(self._tokens)
+        self._subscribers[token] = callback
+        return token
+
+    def unsubscribe(self, token: int) -> None:
+        self._subscribers.pop(token, None)
+
+    def fire(self, event: SimEvent) -> None:
+        for callback in list(self._subscribers.values()):
+            try:
+                callback(event)
+            except Exception:  # a subscriber's bug must not stop event delivery
+                log.exception("event subscriber failed on %s", event.name)
+
+    def subscribe_log(self, callback: Callable[[int, str], None]) -> int:
+        """callback(level, formatted line) for every log line (the `log` command's feed)."""
+        token = next(self._tokens)
+        self._log_subscribers[token] = callback
+        return token
+
+    def unsubscribe_log(self, token: int) -> None:
+        self._log_subscribers.pop(token, None)
+
+    def log(self, level_name: str, text: str) -> None:
+        level = LOG_LEVELS.get(level_name, 7)
+        now = self.clock.now()
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f".{int(now * 1e6) % 1_000_000:06d}"
+        line = f"{stamp} 99.00% [{level_name}] mod_commands.c:7200 {text}\n"
+        for callback in list(self._log_subscribers.values()):
+            callback(level, line)
+
+    def _beat(self) -> None:
+        event = self.new_event("HEARTBEAT")
+        event.add("Event-Info", "System Ready")
+        event.add("Up-Time", self.uptime_text())
+        event.add("Uptime-msec", int((self.clock.now() - self.started) * 1000))
+        event.add("Session-Count", len(self.channels))
+        event.add("Max-Sessions", 1000)
+        event.add("Session-Per-Sec", 30)
+        event.add("Session-Per-Sec-Last", 0)
+        event.add("Session-Per-Sec-Max", 0)
+        event.add("Session-Per-Sec-FiveMin", 0)
+        event.add("Session-Since-Startup", self.sessions_since_startup)
+        event.add("Session-Peak-Max", self.peak_sessions)
+        event.add("Session-Peak-FiveMin", self.peak_sessions)
+        event.add("Idle-CPU", "99.000000")
+        self.fire(event)
+        self._heartbeat = self.clock.spawn_later(self.heartbeat_interval, self._beat)
+
+    def uptime_text(self) -> str:
+        us = int((self.clock.now() - self.started) * 1_000_000)
+        seconds, micro = divmod(us, 1_000_000)
+        minutes, sec = divmod(seconds, 60)
+        hours, minute = divmod(minutes, 60)
+        days, hour = divmod(hours, 24)
+        years, day = divmod(days, 365)
+        return (f"{years} years, {day} days, {hour} hours, {minute} minutes, {sec} seconds, "
+                f"{micro // 1000} milliseconds, {micro % 1000} microseconds")
+
+    # ------------------------------------------------------------------ directory & gateways
+    def register_user(self, user_id: str, endpoint: Endpoint) -> None:
+        self.users[user_id] = endpoint
+        self._known_users.add(user_id)
+
+    def unregister_user(self, user_id: str) -> None:
+        self.users.pop(user_id, None)
+
+    def add_gateway(self, name: str, resolve: Callable[[str], Endpoint | None]) -> None:
+        self.gateways[name] = resolve
+
+    # ------------------------------------------------------------------ channels
+    def _add(self, channel: Channel) -> None:
+        self.channels[channel.uuid] = channel
+        self.sessions_since_startup += 1
+        self.peak_sessions = max(self.peak_sessions, len(self.channels))
+
+    def forget(self, channel: Channel) -> None:
+        self.channels.pop(channel.uuid, None)
+
+    def _base_variables(self, channel: Channel) -> None:
+        channel.set_var("direction", channel.direction)
+        if channel.direction == "outbound":
+            channel.set_var("is_outbound", "true")
+        channel.set_var("uuid", channel.uuid)
+        channel.set_var("session_id", str(next(self._session_ids)))
+
+    def inbound_call(self, endpoint: Endpoint, caller_id_number: str, caller_id_name: str,
+                     destination_number: str, variables: dict[str, str] | None = None) -> Channel:
+        """A SIP INVITE arriving on the internal profile; the dialplan sets
+        park_variables + variables and parks the call."""
+        uuid = self.new_uuid()
+        name = f"sofia/{SIP_PROFILE}/{caller_id_number}@{CALLER_HOST}"
+        profile = CallerProfile(direction="inbound", caller_id_name=caller_id_name,
+                                caller_id_number=caller_id_number, destination_number=destination_number,
+                                source="mod_sofia", context="public", username=caller_id_number,
+                                network_addr=SIP_HOST)
+        channel = Channel(self, uuid=uuid, name=name, direction="inbound", endpoint=endpoint,
+                          profile=profile, codec=("PCMU", 8000), hit_dialplan=True)
+        self._base_variables(channel)
+        channel.set_var("call_uuid", uuid)
+        host, port = CALLER_HOST.split(":")
+        now_us = str(micros(self.clock.now()))
+        for key, value in (
+                ("sip_from_user", caller_id_number), ("sip_from_port", port),
+                ("sip_from_uri", f"{caller_id_number}@{CALLER_HOST}"), ("sip_from_host", host),
+                ("video_media_flow", "disabled"), ("audio_media_flow", "disabled"),
+                ("text_media_flow", "disabled"), ("channel_name", name),
+                ("sip_call_id", f"{uuid[:8]}@{host}"), ("sip_local_network_addr", SIP_HOST),
+                ("sip_network_ip", host), ("sip_network_port", port), ("sip_invite_stamp", now_us),
+                ("sip_received_ip", host), ("sip_received_port", port), ("sip_via_protocol", "udp"),
+                ("sip_from_user_stripped", caller_id_number), ("sip_from_tag", uuid[-12:]),
+                ("sofia_profile_name", SIP_PROFILE),
+                ("sofia_profile_url", f"sip:mod_sofia@{SIP_HOST}:5060"),
+                ("recovery_profile_name", SIP_PROFILE),
+                ("sip_full_via", f"SIP/2.0/UDP {CALLER_HOST};branch=z9hG4bK-{uuid[:8]}"),
+                ("sip_from_display", caller_id_name),
+                ("sip_full_from", f'"{caller_id_name}" <sip:{caller_id_number}@{CALLER_HOST}>;tag={uuid[-12:]}'),
+                ("sip_full_to", f"<sip:{destination_number}@{SIP_HOST}:5060>"),
+                ("sip_req_user", destination_number), ("sip_req_port", "5060"),
+                ("sip_req_uri", f"{destination_number}@{SIP_HOST}:5060"), ("sip_req_host", SIP_HOST),
+                ("sip_to_user", destination_number), ("sip_to_port", "5060"),
+                ("sip_to_uri", f"{destination_number}@{SIP_HOST}:5060"), ("sip_to_host", SIP_HOST),
+                ("sip_contact_user", caller_id_number), ("sip_contact_port", port),
+                ("sip_contact_uri", f"{caller_id_number}@{CALLER_HOST}"), ("sip_contact_host", host),
+                ("rtp_use_codec_string", "OPUS,G722,PCMU,PCMA"), ("sip_via_host", host),
+                ("sip_via_port", port), ("max_forwards", "70"),
+                ("presence_id", f"{caller_id_number}@{host}"),
+                ("ep_codec_string", "CORE_PCM_MODULE.PCMU@8000h@20i@64000b"),
+                ("endpoint_disposition", "DELAYED NEGOTIATION")):
+            if value:
+                channel.set_var(key, value)
+        self._add(channel)
+        dialplan = [("set", f"{k}={v}") for k, v in {**self.park_variables, **(variables or {})}.items()]
+        dialplan.append(("park", ""))
+
+        def startup() -> None:
+            channel.set_running_state("CS_NEW", "CS_NEW")
+            channel.set_running_state("CS_INIT", "CS_INIT")
+            channel.state = "CS_ROUTING"
+            channel.fire("CHANNEL_CREATE")
+            channel.next_work = lambda: self._run_dialplan(channel, dialplan, first=True)
+
+        channel.start(startup)
+        return channel
+
+    def _run_dialplan(self, channel: Channel, apps: list[tuple[str, str]], first: bool = False) -> None:
+        if first:
+            channel.running_state = "CS_ROUTING"
+            channel.set_callstate("RINGING")
+        channel.set_running_state("CS_ROUTING", "CS_ROUTING")
+        channel.set_running_state("CS_EXECUTE", "CS_EXECUTE")
+        for app, arg in apps:
+            if not channel.is_up or channel.next_work is not None:
+                return
+            channel.execute(app, arg)
+
+    def dialplan_for(self, destination: str) -> list[tuple[str, str]]:
+        """The simulated XML dialplan: every extension tags the call and parks it."""
+        apps = [("set", f"{k}={v}") for k, v in self.park_variables.items()]
+        apps.append(("park", ""))
+        return apps
+
+    # ------------------------------------------------------------------ outbound legs
+    def _resolve(self, target: str) -> tuple[Endpoint, str, str, tuple[str, int], str]:
+        """endpoint part of a dial string -> (endpoint, channel name, number, codec, source)."""
+        kind, _, rest = target.partition("/")
+        if kind == "user":
+            user = rest.split("@", 1)[0]
+            endpoint = self.users.get(user)
+            if endpoint is None:
+                raise OriginateFailed("USER_NOT_REGISTERED" if user in self._known_users else "SUBSCRIBER_ABSENT")
+            return endpoint, f"sofia/{SIP_PROFILE}/{user}@{SIP_HOST}", user, ("PCMU", 8000), "mod_sofia"
+        if kind == "sofia":
+            profile, _, uri = rest.partition("/")
+            if profile == "gateway":
+                gateway, _, number = uri.partition("/")
+                resolve = self.gateways.get(gateway)
+                if resolve is None:
+                    raise OriginateFailed("INVALID_GATEWAY")
+                endpoint = resolve(number)
+                if endpoint is None:
+                    raise OriginateFailed("NO_ROUTE_DESTINATION")
+                return endpoint, f"sofia/gateway/{gateway}/{number}", number, ("PCMU", 8000), "mod_sofia"
+            user = uri.removeprefix("sip:").split("@", 1)[0]
+            endpoint = self.users.get(user)
+            if endpoint is None:
+                raise OriginateFailed("NORMAL_TEMPORARY_FAILURE")
+            return endpoint, f"sofia/{profile}/{uri}", user, ("PCMU", 8000), "mod_sofia"
+        if kind == "loopback":
+            ext = rest.split("/", 1)[0]
+            return _Loopback(), f"loopback/{ext}-a", ext, ("L16", 8000), "mod_loopback"
+        if kind == "error":
+            cause = rest.upper()
+            raise OriginateFailed(cause if cause in HANGUP_CAUSES else "NORMAL_CLEARING")
+        raise OriginateFailed("CHAN_NOT_IMPLEMENTED")
+
+    def create_leg(self, dial: DialTarget, originator: Channel | None) -> Channel:
+        """switch_core_session_outgoing_channel + its session thread up to CS_CONSUME_MEDIA,
+        then the far end is offered the call."""
+        endpoint, name, number, codec, source = self._resolve(dial.target)
+        variables = dial.variables
+        uuid = variables.get("origination_uuid") or self.new_uuid()
+        if uuid in self.channels:
+            raise OriginateFailed("NORMAL_TEMPORARY_FAILURE")
+        if originator is not None:
+            cid_name = originator.profile.caller_id_name
+            cid_number = originator.profile.caller_id_number
+        else:
+            cid_name, cid_number = "", "0000000000"
+        cid_name = variables.get("origination_caller_id_name", cid_name)
+        cid_number = variables.get("origination_caller_id_number", cid_number)
+        profile = CallerProfile(direction="outbound", caller_id_name=cid_name, caller_id_number=cid_number,
+                                destination_number=number, source=source,
+                                callee_id_name="Outbound Call", callee_id_number=number,
+                                dialplan="XML" if originator is not None else "xml",
+                                network_addr=SIP_HOST if source == "mod_sofia" else "")
+        channel = Channel(self, uuid=uuid, name=name, direction="outbound", endpoint=endpoint,
+                          profile=profile, codec=codec, hit_dialplan=False)
+        self._base_variables(channel)
+        channel.set_var("channel_name", name)
+        if originator is not None:
+            channel.other, channel.other_type = originator, "originator"
+            channel.set_var("originator", originator.uuid)
+            channel.set_var("originating_leg_uuid", originator.uuid)
+            for key, value in originator.exports.items():
+                channel.set_var(key, value)
+        channel.set_var("originate_endpoint", dial.target.split("/", 1)[0])
+        if name.startswith("sofia/"):
+            channel.set_var("sofia_profile_name", SIP_PROFILE)
+            channel.set_var("sip_destination_url", f"sip:{number}@{SIP_HOST}")
+        if dial.target.startswith("user/"):
+            channel.set_var("dialed_user", number)
+            channel.set_var("dialed_domain", SIP_HOST)
+        for key, value in variables.items():
+            channel.set_var(key, value)
+        channel.set_var("call_uuid", originator.uuid if originator is not None else uuid)
+        self._add(channel)
+        channel.state = "CS_INIT"
+        channel.running_state = "CS_NONE"
+        channel.fire("CHANNEL_OUTGOING")
+        started = Event()
+
+        def startup() -> None:
+            channel.set_running_state("CS_INIT", "CS_INIT")
+            channel.state = "CS_ROUTING"
+            channel.fire("CHANNEL_CREATE")
+            channel.fire("CHANNEL_ORIGINATE")
+            channel.set_running_state("CS_ROUTING", "CS_ROUTING")
+            channel.set_running_state("CS_CONSUME_MEDIA", "CS_CONSUME_MEDIA")
+            started.set()
+            gevent.spawn(endpoint.on_offer, channel)
+
+        channel.start(startup)
+        started.wait()
+        return channel
+
+    def _await_leg(self, leg: Channel, timeout: float, wake: Event, *, early_ok: bool,
+                   originator: Channel | None = None) -> None:
+        """Block until `leg` answers (or shows early media when early_ok); else hang it up
+        and raise OriginateFailed with the cause the originator sees."""
+        leg.watchers.add(wake)
+        try:
+            def settled() -> bool:
+                if not leg.is_up or leg.answered:
+                    return True
+                if early_ok and leg.answer_state == "early":
+                    return True
+                return originator is not None and not originator.is_up
+
+            ok = wait_for(self.clock, wake, settled, timeout)
+        finally:
+            leg.watchers.discard(wake)
+        if not ok:
+            leg.perform_hangup("NO_ANSWER", disposition="send_cancel")
+            raise OriginateFailed("NO_ANSWER")
+        if originator is not None and not originator.is_up and leg.is_up:
+            leg.perform_hangup("ORIGINATOR_CANCEL", disposition="send_cancel")
+            raise OriginateFailed("ORIGINATOR_CANCEL")
+        if not leg.is_up:
+            raise OriginateFailed(leg.hangup_cause or "NORMAL_CLEARING")
+
+    def originate(self, dial: str, app: str, app_arg: str, extension: str | None) -> Channel:
+        """api originate: bring the leg up (+OK at early media unless ignore_early_media),
+        then run `&app(arg)` or the dialplan for `extension` on it."""
+        legs = parse_dial_string(dial)
+        if not legs:
+            raise OriginateFailed("DESTINATION_OUT_OF_ORDER")
+        target = legs[0]
+        timeout = float(target.variables.get("originate_timeout", DEFAULT_ORIGINATE_TIMEOUT))
+        early_ok = target.variables.get("ignore_early_media", "false") != "true"
+        leg = self.create_leg(target, None)
+        leg.set_var("originate_early_media", "true" if early_ok else "false")
+        self._await_leg(leg, timeout, Event(), early_ok=early_ok)
+
+        def run() -> None:
+            leg.set_running_state("CS_EXECUTE", "CS_EXECUTE")
+            if extension is not None:
+                self._run_dialplan(leg, self.dialplan_for(extension))
+            else:
+                leg.execute(app, app_arg)
+
+        leg.next_work = run
+        leg.poke()
+        return leg
+
+    # ------------------------------------------------------------------ bridge
+    def bridge_app(self, a: Channel, dial: str) -> None:
+        """The bridge application: originate B from A, then bridge until one side leaves."""
+        legs = parse_dial_string(dial)
+        timeout = float(a.variables.get("call_timeout") or a.variables.get("originate_timeout")
+                        or DEFAULT_ORIGINATE_TIMEOUT)
+        previous = a.callstate
+        a.set_callstate("RING_WAIT")
+        try:
+            if not legs:
+                raise OriginateFailed("DESTINATION_OUT_OF_ORDER")
+            leg_timeout = float(legs[0].variables.get("leg_timeout", timeout))
+            b = self.create_leg(legs[0], a)
+            self._await_leg(b, leg_timeout, a.wake, early_ok=False, originator=a)
+        except OriginateFailed as failure:
+            if a.is_up:
+                a.set_callstate(previous)
+            a.set_var("originate_disposition", failure.cause)
+            a.set_var("DIALSTATUS", _dialstatus(failure.cause))
+            a.set_var("originate_failed_cause", failure.cause)
+            a.set_var("last_bridge_hangup_cause", failure.cause)
+            return
+        a.set_var("originate_disposition", "SUCCESS")
+        a.set_var("DIALSTATUS", "SUCCESS")
+        a.set_var("originate_causes", f"{b.uuid};NONE")
+        a.set_var("originated_legs", f"{b.uuid};Outbound Call;{b.profile.destination_number}")
+        self.run_bridge(a, b)
+        if a.is_up and a.variables.get("hangup_after_bridge") == "true":
+            a.perform_hangup("NORMAL_CLEARING")
+
+    def run_bridge(self, a: Channel, b: Channel) -> None:
+        """switch_ivr_multi_threaded_bridge, from A's session: CHANNEL_BRIDGE, wait until a
+        side hangs up or leaves, CHANNEL_UNBRIDGE once the other side has reported."""
+        a.other, a.other_type = b, "originatee"
+        b.other, b.other_type = a, "originator"
+        a.set_callstate("ACTIVE")
+        now = self.clock.now()
+        for me, peer in ((a, b), (b, a)):
+            me.bridged_to = peer
+            me.times["bridged"] = now
+            me.set_var("last_bridge_to", peer.uuid)
+            me.set_var("bridge_channel", peer.name)
+            me.set_var("bridge_uuid", peer.uuid)
+            me.set_var("signal_bond", peer.uuid)
+        bridge_ids = [("Bridge-A-Unique-ID", a.uuid), ("Bridge-B-Unique-ID", b.uuid)]
+        a.fire("CHANNEL_BRIDGE", pre=bridge_ids)
+
+        def exchange_media() -> None:
+            b.set_running_state("CS_EXCHANGE_MEDIA", "CS_EXCHANGE_MEDIA")
+            b.wait(None, lambda: b.bridged_to is not a or b.leave_park, nested=False)
+            if b.leave_park:
+                b.leave_park = False
+
+        b.next_work = exchange_media
+        b.poke()
+        for me, peer in ((a, b), (b, a)):
+            if me.endpoint is not None:
+                gevent.spawn(me.endpoint.on_bridge, me, peer.endpoint)
+        b.watchers.add(a.wake)
+        try:
+            wait_for(self.clock, a.wake,
+                     lambda: not a.is_up or not b.is_up or a.leave_park or b.bridged_to is not a, None)
+        finally:
+            b.watchers.discard(a.wake)
+        if not a.is_up and b.is_up:
+            b.perform_hangup("NORMAL_CLEARING")
+        a.bridged_to = None
+        if b.bridged_to is a:
+            b.bridged_to = None
+        b.poke()
+        if not b.is_up:
+            b.reported.wait()
+            a.set_var("bridge_hangup_cause", b.hangup_cause)
+            a.set_var("last_bridge_hangup_cause", b.hangup_cause)
+        a.fire("CHANNEL_UNBRIDGE", pre=bridge_ids)
+        for me in (a, b):
+            if me.is_up and me.endpoint is not None:
+                gevent.spawn(me.endpoint.on_unbridge, me)
+
+    def uuid_bridge(self, a: Channel, b: Channel) -> None:
+        """Both legs leave what they run; A bridges from CS_SOFT_EXECUTE, B exchanges media.
+        When the bridge ends the survivor is hung up unless park_after_bridge=true."""
+        def soft_execute() -> None:
+            a.set_running_state("CS_SOFT_EXECUTE", "CS_SOFT_EXECUTE")
+            event = self.new_event("CHANNEL_EXECUTE",
+                                   site=("switch_ivr_bridge.c", "uuid_bridge_on_soft_execute", 1243))
+            a.other, a.other_type = b, "originator"
+            event.headers.extend(a.headers())
+            event.headers.extend([("Application", "uuid_bridge"), ("Application-Data", b.uuid)])
+            self.fire(event)
+            self.run_bridge(a, b)
+            if a.is_up and a.variables.get("park_after_bridge") == "true":
+                a.next_work = lambda: self.park_state(a)
+
+        def hold() -> None:
+            # B waits out of its application until A's bridge hands it the media loop.
+            b.wait(None, lambda: b.next_work is not None or not a.is_up, nested=False)
+
+        for channel in (a, b):
+            channel.interrupt()
+        b.next_work = hold
+        a.next_work = soft_execute
+
+    def park_state(self, channel: Channel) -> None:
+        """uuid_park: CS_PARK running the park loop without an application."""
+        channel.set_running_state("CS_PARK", "CS_PARK")
+        park_loop(channel)
+
+    def transfer(self, channel: Channel, destination: str, dialplan: str = "XML",
+                 context: str = "default") -> None:
+        """switch_ivr_session_transfer: a new caller profile, then the dialplan runs again."""
+        profile = channel.profile
+        profile.rdnis = profile.destination_number
+        profile.destination_number = destination
+        profile.context = context
+        profile.profile_index += 1
+        now = self.clock.now()
+        channel.times["transfer"] = now
+        source = f"{int(now)}:{channel.uuid}:bl_xfer:{destination}/{context}/{dialplan}"
+        profile.transfer_source = source
+        channel.set_var("transfer_history", source)
+        channel.set_var("transfer_source", source)
+        channel.interrupt()
+        channel.next_work = lambda: self._run_dialplan(channel, self.dialplan_for(destination))
+
+    # ------------------------------------------------------------------ media & recording
+    def media_variables(self, channel: Channel) -> None:
+        codec, rate = channel.codec
+        channel.set_var("read_codec", codec)
+        channel.set_var("read_rate", str(rate))
+        channel.set_var("write_codec", codec)
+        channel.set_var("write_rate", str(rate))
+        if channel.name.startswith("sofia/"):
+            for key, value in (("rtp_use_codec_name", codec), ("rtp_use_codec_rate", str(rate)),
+                               ("rtp_use_codec_ptime", "20"), ("rtp_use_codec_channels", "1"),
+                               ("original_read_codec", codec), ("original_read_rate", str(rate)),
+                               ("dtmf_type", "rfc2833"), ("local_media_ip", SIP_HOST),
+                               ("local_media_port", str(16384 + self._rng.randrange(0, 16384, 2))),
+                               ("remote_media_ip", SIP_HOST),
+                               ("remote_media_port", str(6000 + self._rng.randrange(0, 4000, 2))),
+                               ("rtp_2833_send_payload", "101"), ("rtp_2833_recv_payload", "101"),
+                               ("audio_media_flow", "sendrecv")):
+                channel.set_var(key, value)
+
+    def start_recording(self, channel: Channel, path: str) -> None:
+        channel.recordings[path] = self.clock.now()
+        channel.fire("RECORD_START", post=[("Record-File-Path", path)])
+        if channel.endpoint is not None:
+            gevent.spawn(channel.endpoint.on_media, channel, "record", path)
+
+    def stop_recording(self, channel: Channel, path: str) -> bool:
+        paths = list(channel.recordings) if path == "all" else [path]
+        stopped = False
+        for p in paths:
+            if channel.recordings.pop(p, None) is not None:
+                channel.fire("RECORD_STOP", post=[("Record-File-Path", p),
+                                                  ("Record-Completion-Cause", "success-maxtime")])
+                stopped = True
+        return stopped
+
+    def stop_recordings(self, channel: Channel) -> None:
+        self.stop_recording(channel, "all")
+
+    def cdr_variables(self, channel: Channel) -> None:
+        """What FreeSWITCH adds at CS_REPORTING: the cause, stamps, durations, RTP stats."""
+        t = channel.times
+        end = t["hangup"] or self.clock.now()
+        cause = channel.hangup_cause or "NORMAL_CLEARING"
+        setv = channel.set_var
+        setv("hangup_cause", cause)
+        setv("hangup_cause_q850", str(HANGUP_CAUSES.get(cause, 16)))
+        setv("digits_dialed", "none")
+        setv("start_stamp", format_stamp(t["created"]))
+        setv("profile_start_stamp", format_stamp(channel.profile.created))
+        for key in ("answered", "bridged", "progress", "progress_media"):
+            if t[key]:
+                setv({"answered": "answer", "bridged": "bridge"}.get(key, key) + "_stamp", format_stamp(t[key]))
+        setv("end_stamp", format_stamp(end))
+        for name, value in (("start", t["created"]), ("profile_start", channel.profile.created),
+                            ("answer", t["answered"]), ("bridge", t["bridged"]), ("last_hold", 0.0)):
+            setv(f"{name}_epoch", str(int(value)))
+            setv(f"{name}_uepoch", str(micros(value)))
+        setv("hold_accum_seconds", "0")
+        setv("hold_accum_usec", "0")
+        setv("hold_accum_ms", "0")
+        setv("resurrect_epoch", "0")
+        setv("resurrect_uepoch", "0")
+        for name, value in (("progress", t["progress"]), ("progress_media", t["progress_media"]),
+                            ("end", end)):
+            setv(f"{name}_epoch", str(int(value)))
+            setv(f"{name}_uepoch", str(micros(value)))
+        if "last_app" in channel.variables:
+            setv("last_app", channel.variables["last_app"])
+        if "last_arg" in channel.variables:
+            setv("last_arg", channel.variables["last_arg"])
+        profile = channel.profile
+        setv("caller_id", f'"{profile.caller_id_name}" <{profile.caller_id_number}>')
+        start = t["created"]
+
+        def since(value: float, base: float = start) -> float:
+            return max(0.0, value - base) if value else 0.0
+
+        billed = since(end, t["answered"]) if t["answered"] else 0.0
+        spans = [("", end - start), ("bill", billed), ("progress", since(t["progress"])),
+                 ("answer", since(t["answered"])), ("wait", since(t["bridged"])),
+                 ("progress_media", since(t["progress_media"])), ("flow_bill", billed)]
+        # FreeSWITCH's order: every *sec, then every *msec, then every *usec; duration leads each.
+        for unit, scale in (("sec", 1), ("msec", 1000), ("usec", 1_000_000)):
+            for key, value in spans:
+                name = {"sec": "duration", "msec": "mduration", "usec": "uduration"}[unit] if not key \
+                    else f"{key}{unit}"
+                setv(name, str(int(value * scale)))
+        if "sip_hangup_disposition" in channel.variables:
+            setv("sip_hangup_disposition", channel.variables["sip_hangup_disposition"])
+        if channel.name.startswith("sofia/") and channel.media_up:
+            media = since(end, t["progress_media"] or t["answered"])
+            packets = int(media * 50)
+            for key, value in (("in_raw_bytes", packets * 172), ("in_media_bytes", packets * 160),
+                               ("in_packet_count", packets), ("in_media_packet_count", packets),
+                               ("in_skip_packet_count", 0), ("in_jitter_packet_count", 0),
+                               ("in_dtmf_packet_count", 0), ("in_cng_packet_count", 0),
+                               ("in_flush_packet_count", 0), ("in_largest_jb_size", 0),
+                               ("in_jitter_min_variance", "0.00"), ("in_jitter_max_variance", "0.00"),
+                               ("in_jitter_loss_rate", "0.00"), ("in_jitter_burst_rate", "0.00"),
+                               ("in_mean_interval", "20.00"), ("in_flaw_total", 0),
+                               ("in_quality_percentage", "100.00"), ("in_mos", "4.50"),
+                               ("out_raw_bytes", packets * 172), ("out_media_bytes", packets * 160),
+                               ("out_packet_count", packets), ("out_media_packet_count", packets),
+                               ("out_skip_packet_count", 0), ("out_dtmf_packet_count", 0),
+                               ("out_cng_packet_count", 0), ("rtcp_packet_count", 0),
+                               ("rtcp_octet_count", 0)):
+                setv(f"rtp_audio_{key}", str(value))
+
+    # ------------------------------------------------------------------ api & lifecycle
+    def api(self, line: str) -> str:
+        """Run one api command and return its exact output (may block, e.g. originate)."""
+        from engine.simulator.commands import execute_api
+
+        return execute_api(self, line)
+
+    def execute(self, uuid: str, app: str, arg: str = "", *, app_uuid: str | None = None,
+                event_lock: bool = False) -> bool:
+        """Queue an application on a channel like sendmsg execute; False if no such channel."""
+        channel = self.channels.get(uuid)
+        if channel is None or not channel.is_up:
+            return False
+        channel.enqueue(Message(app, arg, app_uuid or self.new_uuid(), event_lock))
+        return True
+
+    def hupall(self, cause: str = "MANAGER_REQUEST") -> None:
+        for channel in list(self.channels.values()):
+            channel.perform_hangup(cause)
+
+    def shutdown(self) -> None:
+        """Hang up everything and stop the heartbeat."""
+        if self._heartbeat is not None:
+            self._heartbeat.kill(block=False)
+            self._heartbeat = None
+        self.hupall("MANAGER_REQUEST")
+        for channel in list(self.channels.values()):
+            channel.destroyed.wait(timeout=5)
+
+
+def _dialstatus(cause: str) -> str:
+    return {"USER_BUSY": "BUSY", "NO_ANSWER": "NOANSWER", "NO_USER_RESPONSE": "NOANSWER",
+            "ORIGINATOR_CANCEL": "CANCEL", "CALL_REJECTED": "BUSY"}.get(cause, "CHANUNAVAIL")
