@@ -80,10 +80,10 @@ def _escape(value: str, delim: str) -> str:
     """Escape for one switch_separate_string cleanup pass splitting on `delim`."""
     out = []
     for ch in value:
-        if ch == "\\" or ch == "'" or ch == delim:
-            out.append("\\" + ch)
-        elif ch == " ":
+        if ch == " ":
             out.append("\\s")  # a space is a delimiter or trimmed at an edge; \s survives both
+        elif ch == "\\" or ch == "'" or ch == delim:
+            out.append("\\" + ch)
         else:
             out.append(ch)
     return "".join(out)
