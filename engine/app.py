@@ -1,0 +1,150 @@
+"""The composition root: builds the engine's parts from a Config, wires them, runs them.
+
+Nothing else constructs long-lived objects; every package receives what it needs here.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import socket
+import time
+import uuid
+from typing import Any
+
+import gevent
+from gevent.event import Event as GEvent
+
+from engine.api import AdminApi
+from engine.calls import CallRegistry, CallStats
+from engine.config import Config, Secret
+from engine.db import Database, migrate
+from engine.errors import DatabaseError
+from engine.esl import Node, NodeConfig
+from engine.minimal_route import AgentPool, MinimalRoute
+
+log = logging.getLogger(__name__)
+
+# The events the engine reads, by name (never ALL): what the call model folds into its legs.
+SUBSCRIBED_EVENTS = (
+    "CHANNEL_PARK", "CHANNEL_ANSWER", "CHANNEL_EXECUTE_COMPLETE", "CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE",
+    "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE", "DTMF", "BACKGROUND_JOB", "HEARTBEAT",
+)
+TOKEN_FILE = "api.token"
+
+
+def api_token(config: Config) -> Secret:
+    """The configured admin API token, else one generated once and kept in the data dir (0600)."""
+    if config.api.token:
+        return config.api.token
+    path = config.data_dir / TOKEN_FILE
+    if path.exists():
+        return Secret(path.read_text().strip())
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return Secret(token)
+
+
+class Engine:
+    def __init__(self, config: Config, *, with_database: bool = True, with_api: bool = True) -> None:
+        self.config = config
+        self.instance_id = str(uuid.uuid4())
+        self.started_at = time.time()
+        self.stats = CallStats()
+        self.pool = AgentPool(config.route.agents, time.time)
+        self.registry = CallRegistry(MinimalRoute(config.route, self.pool), self.stats)
+        self.nodes: list[Node] = []
+        for fs in config.freeswitch:
+            node = Node(
+                NodeConfig(name=fs.name, host=fs.host, port=fs.port, password=fs.password.reveal(),
+                           events=SUBSCRIBED_EVENTS, command_timeout=config.esl.command_timeout,
+                           connect_timeout=config.esl.connect_timeout,
+                           heartbeat_timeout=config.esl.heartbeat_timeout,
+                           backoff_initial=config.esl.backoff_initial, backoff_max=config.esl.backoff_max),
+                on_event=self.registry.dispatch,
+                on_up=self.registry.reconcile,
+                on_down=self.registry.node_down,
+            )
+            self.registry.nodes[fs.name] = node
+            self.nodes.append(node)
+        self.database = Database(config.database_dsn, config.data_dir) if with_database else None
+        self.api = AdminApi(config.api.host, config.api.port, api_token(config), self.status) if with_api else None
+        self._stopped = GEvent()
+        self._ticker: gevent.Greenlet | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.database is not None:
+            self._prepare_database()
+        if self.api is not None:
+            self.api.start()
+            log.info("admin API on http://%s:%d", self.config.api.host, self.api.port)
+        for node in self.nodes:
+            log.info("connecting to FreeSWITCH %s at %s:%d", node.config.name, node.config.host, node.config.port)
+            node.start()
+        self._ticker = gevent.spawn(self._tick)
+
+    def _prepare_database(self) -> None:
+        assert self.database is not None
+        log.info("database: %s", self.database.describe())
+        with self.database.connect(autocommit=True) as conn:
+            for name in migrate(conn):
+                log.info("database migrated: %s", name)
+            conn.execute("INSERT INTO engine_instance (id, hostname) VALUES (%s, %s)",
+                         (self.instance_id, socket.gethostname()))
+
+    def _tick(self) -> None:
+        while True:
+            gevent.sleep(0.5)
+            self.pool.tick()
+
+    def stop(self, grace: float | None = None) -> None:
+        """Graceful shutdown: take no new calls, let calls in progress finish up to `grace`."""
+        grace = self.config.shutdown_grace_seconds if grace is None else grace
+        log.info("shutting down: %d calls in progress, waiting up to %.0f s", len(self.registry.calls), grace)
+        self.registry.drain(grace)
+        if self._ticker is not None:
+            self._ticker.kill()
+        for node in self.nodes:
+            node.stop()
+        if self.api is not None:
+            self.api.stop()
+        if self.database is not None:
+            try:
+                with self.database.connect(autocommit=True) as conn:
+                    conn.execute("UPDATE engine_instance SET stopped_at = now() WHERE id = %s", (self.instance_id,))
+            except DatabaseError as exc:
+                log.warning("could not record the shutdown: %s", exc)
+        self._stopped.set()
+
+    def run_until_signalled(self) -> None:
+        """Block until SIGTERM/SIGINT (graceful stop) ; SIGHUP reloads."""
+        gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(self.stop))
+        gevent.signal_handler(signal.SIGINT, lambda: gevent.spawn(self.stop))
+        gevent.signal_handler(signal.SIGHUP, lambda: gevent.spawn(self.reload))
+        self._stopped.wait()
+
+    def reload(self) -> None:
+        # Flows and queues (IVR, ACD) register here as they land; the spine has nothing to reload.
+        log.info("reload requested (SIGHUP): nothing to reload yet")
+
+    # --- what the admin API and the demo show ---------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        stages: dict[str, int] = {}
+        for call in self.registry.calls:
+            stage = call.caller.variables.get("callrouter_stage", "new")
+            stages[stage] = stages.get(stage, 0) + 1
+        return {
+            "instance": self.instance_id,
+            "uptime_seconds": round(time.time() - self.started_at, 1),
+            "nodes": [{"name": n.config.name, "host": n.config.host, "port": n.config.port, "up": n.up}
+                      for n in self.nodes],
+            "calls_by_stage": stages,
+            **self.pool.status(),
+            **self.stats.summary(),
+        }
+

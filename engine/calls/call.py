@@ -1,0 +1,323 @@
+"""A call under the engine's control: the parked caller's leg plus the legs the engine originates
+for it, driven by one greenlet that reads one inbox.
+
+The ESL reader only drops events (and the engine's own messages) into the inbox; everything that
+waits — an application's completion, an agent answering, the caller hanging up — waits here, in
+the call's own greenlet, so a slow call never stalls the socket reader or another call. Every
+wait is bounded by a timeout and released at once by the caller's hangup (CallGone).
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid as uuidlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+import gevent
+from gevent.queue import Empty, Queue
+
+from engine.calls.leg import VAR_JOINED, VAR_LEG, VAR_PARENT, VAR_STAGE, Leg
+from engine.errors import CallGone, CommandFailed, CommandTimeout, EslError, NotConnected
+from engine.esl import commands
+
+if TYPE_CHECKING:
+    from engine.calls.registry import CallRegistry
+
+log = logging.getLogger(__name__)
+
+EXECUTE_TIMEOUT = 600.0  # an application that has not completed after 10 minutes is stuck
+FINISH_TIMEOUT = 10.0  # how long to wait for CHANNEL_HANGUP_COMPLETE of every leg at the end
+NODE_LOST_AFTER = 120.0  # a node away this long: its calls are written off as lost
+PARK_TIMEOUT_CAUSE = "RECOVERY_ON_TIMER_EXPIRE"  # a call the engine held too long without re-arming
+
+
+# Messages the engine posts into a call's inbox beside FreeSWITCH's events.
+@dataclass(frozen=True)
+class NodeDown:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Resync:
+    """After a reconnect: is the caller's channel still up on the switch?"""
+
+    alive: bool
+
+
+@dataclass(frozen=True)
+class JobDone:
+    """A bgapi command issued for this call has answered."""
+
+    job: str
+    body: str | None
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class AdoptLeg:
+    """Reconciliation found a leg this call originated before the engine restarted."""
+
+    leg: Leg
+
+
+class Resumed(Exception):
+    """The node came back after an outage: restart the call's handler from its saved stage."""
+
+
+class OriginateFailed(Exception):
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.cause = cause
+
+
+class Call:
+    def __init__(self, registry: "CallRegistry", node: Any, caller: Leg,
+                 handler: Callable[["Call", bool], None], *, adopted: bool = False,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.registry = registry
+        self.node = node
+        self.caller = caller
+        self.legs: dict[str, Leg] = {caller.uuid: caller}
+        self.inbox: Queue = Queue()
+        self.handler = handler
+        self.adopted = adopted
+        self.clock = clock
+        self.started = clock()
+        self.outcome = ""  # what happened, for stats and logs: answered, abandoned, lost, ...
+        self.labels: dict[str, str] = {}  # entry, queue, agent: what the call went through
+        self._greenlet: gevent.Greenlet | None = None
+
+    @property
+    def uuid(self) -> str:
+        return self.caller.uuid
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._greenlet = gevent.spawn(self._main)
+
+    def join(self, timeout: float | None = None) -> bool:
+        return self._greenlet is not None and self._greenlet.join(timeout) is None and self._greenlet.dead
+
+    def kill(self) -> None:
+        if self._greenlet is not None:
+            self._greenlet.kill(block=False)
+
+    def _main(self) -> None:
+        resumed = self.adopted
+        try:
+            while True:
+                try:
+                    self.handler(self, resumed)
+                    break
+                except Resumed:
+                    resumed = True
+        except CallGone as gone:
+            log.info("call %s ended: %s", self.uuid, gone)
+        except Exception:
+            log.exception("call %s: handler failed; hanging up", self.uuid)
+            self.outcome = self.outcome or "error"
+            self._hangup_quietly(self.caller, "NORMAL_TEMPORARY_FAILURE")
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        for leg in list(self.legs.values()):
+            if not leg.hungup:
+                self._hangup_quietly(leg, "NORMAL_CLEARING")
+        deadline = self.clock() + FINISH_TIMEOUT
+        while not all(leg.complete for leg in self.legs.values()):
+            remaining = deadline - self.clock()
+            if remaining <= 0 or not self.node.up:
+                break
+            try:
+                item = self.inbox.get(timeout=remaining)
+            except Empty:
+                break
+            self._apply(item)
+        self.registry.finished(self)
+
+    def _hangup_quietly(self, leg: Leg, cause: str) -> None:
+        try:
+            self.node.api(commands.kill(leg.uuid, cause))
+        except EslError as exc:
+            log.debug("hangup of %s not sent: %s", leg.uuid, exc)
+
+    # --- the inbox ---------------------------------------------------------------------------
+    def _apply(self, item: Any) -> Any:
+        """Fold one inbox item into the legs' state; return it."""
+        if isinstance(item, AdoptLeg):
+            self.legs[item.leg.uuid] = item.leg
+        elif hasattr(item, "unique_id"):
+            leg = self.legs.get(item.unique_id)
+            if leg is not None:
+                leg.apply(item)
+        return item
+
+    def next_item(self, timeout: float) -> Any:
+        """The next inbox item within timeout (None on timeout); CallGone once the caller is gone."""
+        if self.caller.hungup:
+            raise CallGone(f"caller hung up ({self.caller.hangup_cause})")
+        try:
+            item = self._apply(self.inbox.get(timeout=max(0.0, timeout)))
+        except Empty:
+            return None
+        if isinstance(item, NodeDown):
+            self._ride_out_outage(item)
+        if self.caller.hungup:
+            raise CallGone(f"caller hung up ({self.caller.hangup_cause})")
+        return item
+
+    def _ride_out_outage(self, down: NodeDown) -> None:
+        """The node dropped: wait for the reconciliation's verdict on this call."""
+        log.warning("call %s: node %s down (%s); waiting for it", self.uuid, self.caller.node, down.reason)
+        deadline = self.clock() + NODE_LOST_AFTER
+        while True:
+            try:
+                item = self._apply(self.inbox.get(timeout=max(0.0, deadline - self.clock())))
+            except Empty:
+                item = Resync(alive=False)
+            if isinstance(item, Resync):
+                if item.alive and not self.caller.hungup:
+                    raise Resumed()
+                self.caller.hungup = True
+                self.caller.hangup_cause = self.caller.hangup_cause or "LOST_DURING_OUTAGE"
+                self.outcome = self.outcome or "lost"
+                for leg in self.legs.values():
+                    leg.hungup = True
+                raise CallGone("the channel was gone when the node came back")
+
+    def wait_for(self, predicate: Callable[[Any], bool], timeout: float, what: str) -> Any:
+        deadline = self.clock() + timeout
+        while True:
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                raise CommandTimeout(f"call {self.uuid}: no {what} within {timeout:.0f} s")
+            item = self.next_item(remaining)
+            if item is not None and predicate(item):
+                return item
+
+    def sleep(self, seconds: float) -> None:
+        """Let time pass on this call, still noticing its events and its hangup."""
+        deadline = self.clock() + seconds
+        while (remaining := deadline - self.clock()) > 0:
+            self.next_item(remaining)
+
+    # --- operations (call greenlet only) --------------------------------------------------------
+    def execute(self, app: str, arg: str = "", *, leg: Leg | None = None,
+                timeout: float = EXECUTE_TIMEOUT) -> Any:
+        """Run a dialplan application on a leg and wait for its CHANNEL_EXECUTE_COMPLETE,
+        matched by our own Event-UUID (FreeSWITCH echoes it as Application-UUID)."""
+        leg = leg or self.caller
+        app_uuid = str(uuidlib.uuid4())
+        self._send(lambda: self.node.execute(leg.uuid, app, arg, event_uuid=app_uuid), leg)
+
+        def completed(item: Any) -> bool:
+            if getattr(item, "unique_id", None) != leg.uuid:
+                return False
+            if item.name == "CHANNEL_EXECUTE_COMPLETE" and item.get("Application-UUID") == app_uuid:
+                return True
+            if item.name == "CHANNEL_HANGUP":
+                raise CallGone(f"{leg.role} leg hung up during {app}")
+            return False
+
+        return self.wait_for(completed, timeout, f"completion of {app}")
+
+    def _send(self, action: Callable[[], Any], leg: Leg | None = None) -> Any:
+        """Send a command; while the node is away, wait for the outage to resolve first.
+
+        A command refused because its channel no longer exists means that leg is gone: for the
+        caller's leg that ends the call.
+        """
+        try:
+            return action()
+        except NotConnected as exc:
+            self._ride_out_outage(NodeDown(str(exc)))
+        except CommandFailed as exc:
+            leg = leg or self.caller
+            if "invalid session id" in str(exc) or "No such channel" in str(exc):
+                leg.hungup = True
+                if leg is self.caller:
+                    raise CallGone(str(exc)) from None
+            raise
+
+    def api(self, command: str) -> str:
+        return self._send(lambda: self.node.api(command))
+
+    def set_vars(self, leg: Leg | None = None, **values: str) -> None:
+        """Channel variables the engine keeps on the channel (they survive an engine restart)."""
+        leg = leg or self.caller
+        for name, value in values.items():
+            self.api(commands.setvar(leg.uuid, name, str(value)))
+            leg.variables[name] = str(value)
+
+    def answer(self) -> None:
+        if not self.caller.answered:
+            self.execute("answer")
+
+    def playback(self, path: str, *, timeout: float = EXECUTE_TIMEOUT) -> None:
+        self.execute("playback", path, timeout=timeout)
+
+    def play_and_get_digits(self, prompt: str, *, min_digits: int = 1, max_digits: int = 1, tries: int = 1,
+                            timeout_ms: int = 5000, terminators: str = "#", invalid: str = "silence_stream://250",
+                            regex: str = r"\d+", digit_timeout_ms: int = 3000) -> str:
+        var = "callrouter_digits"
+        arg = commands.play_and_get_digits(min_digits, max_digits, tries, timeout_ms, terminators, prompt,
+                                           invalid, var, regex, digit_timeout_ms)
+        done = self.execute("play_and_get_digits", arg)
+        return done.get("variable_" + var) or ""
+
+    def take_control(self, park_timeout: int) -> None:
+        """Re-arm FreeSWITCH's park timer for the engine's time with the call.
+
+        The dialplan parks with a short park_timeout as a safety net for calls no engine picks
+        up. FreeSWITCH reads park_timeout only when a park starts, and checks it between the
+        applications executed inside that park, so the engine sets its own, longer, bound and
+        re-parks (uuid_park ends the current park and starts a new one that reads it).
+        """
+        self.set_vars(park_timeout=f"{park_timeout}:{PARK_TIMEOUT_CAUSE}")
+        self.api(commands.park(self.caller.uuid))
+
+    def originate(self, endpoint: str, variables: dict[str, str], *, role: str, timeout: float) -> Leg:
+        """Call out on this node with our own Unique-ID and wait for the answer (not early media).
+
+        The leg is registered before the command is sent, so none of its events is missed.
+        """
+        leg_uuid = str(uuidlib.uuid4())
+        leg = Leg(uuid=leg_uuid, node=self.caller.node, role=role)
+        self.legs[leg_uuid] = leg
+        self.registry.register_leg(leg_uuid, self)
+        all_vars = {"origination_uuid": leg_uuid, "ignore_early_media": "true",
+                    "originate_timeout": str(int(timeout)), VAR_LEG: role, VAR_PARENT: self.uuid, **variables}
+        command = commands.originate(endpoint, all_vars, app="park")
+        job = str(uuidlib.uuid4())
+        result = self._send(lambda: self.node.bgapi_async(command))
+        result.rawlink(lambda r: self.inbox.put(JobDone(job, r.value if r.successful() else None, r.exception)))
+        try:
+            done = self.wait_for(lambda item: isinstance(item, JobDone) and item.job == job, timeout + 10,
+                                 f"answer from {endpoint}")
+        except CallGone:
+            self._hangup_quietly(leg, "ORIGINATOR_CANCEL")
+            raise
+        body = (done.body or "").strip()
+        if done.error is not None or not body.startswith("+OK"):
+            cause = body.removeprefix("-ERR").strip() or type(done.error).__name__
+            leg.hungup = True
+            leg.hangup_cause = cause
+            raise OriginateFailed(cause)
+        leg.answered = True
+        return leg
+
+    def bridge(self, other: Leg) -> None:
+        self.api(commands.uuid_bridge(self.caller.uuid, other.uuid))
+
+    def hangup(self, cause: str = "NORMAL_CLEARING", leg: Leg | None = None) -> None:
+        leg = leg or self.caller
+        if not leg.hungup:
+            self._hangup_quietly(leg, cause)
+
+    def mark_stage(self, stage: str, **more: str) -> None:
+        values = {VAR_STAGE: stage, **more}
+        if VAR_JOINED not in self.caller.variables:
+            values[VAR_JOINED] = f"{self.started:.3f}"
+        self.set_vars(**values)

@@ -1,0 +1,133 @@
+"""Which call owns which channel: events are routed by Unique-ID into the owning call's inbox.
+
+`dispatch` runs in the ESL reader and never blocks. A CHANNEL_PARK of a channel that the
+FreeSWITCH dialplan tagged for the engine (callrouter_entry) starts a new Call. After a node
+(re)connects, `reconcile` compares the switch's own channel list with the calls in memory:
+calls still up resume, calls gone are closed, and tagged channels nobody knows (a restarted
+engine) are adopted from their channel variables.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, Callable
+
+from engine.calls.call import AdoptLeg, Call, NodeDown, Resync
+from engine.calls.leg import ENGINE_VARS, VAR_ENTRY, VAR_LEG, VAR_PARENT, VAR_STAGE, Leg
+from engine.calls.stats import CallStats
+from engine.errors import EslError
+from engine.esl import commands
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Call, bool], None]
+
+
+class CallRegistry:
+    def __init__(self, handler: Handler, stats: CallStats | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.handler = handler
+        self.stats = stats or CallStats()
+        self.clock = clock
+        self.nodes: dict[str, Any] = {}
+        self._owner: dict[str, Call] = {}  # Unique-ID -> the call that owns that channel
+        self._calls: dict[str, Call] = {}  # caller's Unique-ID -> call
+        self.accepting = True
+
+    # --- called from the ESL reader: never blocks ---------------------------------------------------
+    def dispatch(self, event: Any) -> None:
+        uuid = event.unique_id
+        if not uuid:
+            return
+        owner = self._owner.get(uuid)
+        if owner is not None:
+            owner.inbox.put(event)
+        elif event.name == "CHANNEL_PARK" and event.get("variable_" + VAR_ENTRY):
+            self._start_call(event.node, uuid, event, adopted=False)
+
+    def node_down(self, node: Any, reason: str) -> None:
+        for call in self._calls.values():
+            if call.node is node:
+                call.inbox.put(NodeDown(reason))
+
+    # --- calls --------------------------------------------------------------------------------------
+    def _start_call(self, node_name: str, uuid: str, first_event: Any | None, *, adopted: bool,
+                    variables: dict[str, str] | None = None) -> Call | None:
+        if not self.accepting:
+            return None  # draining for shutdown: FreeSWITCH's park_timeout ends the call
+        node = self.nodes[node_name]
+        leg = Leg(uuid=uuid, node=node_name)
+        if first_event is not None:
+            leg.apply(first_event)
+        if variables:
+            leg.variables.update(variables)
+        call = Call(self, node, leg, self.handler, adopted=adopted, clock=self.clock)
+        self._calls[uuid] = call
+        self._owner[uuid] = call
+        self.stats.offered_call(call)
+        call.start()
+        return call
+
+    def register_leg(self, uuid: str, call: Call) -> None:
+        self._owner[uuid] = call
+
+    def finished(self, call: Call) -> None:
+        for uuid in call.legs:
+            if self._owner.get(uuid) is call:
+                del self._owner[uuid]
+        self._calls.pop(call.uuid, None)
+        self.stats.finished(call)
+
+    @property
+    def calls(self) -> list[Call]:
+        return list(self._calls.values())
+
+    def owner_of(self, uuid: str) -> Call | None:
+        return self._owner.get(uuid)
+
+    # --- after a (re)connect ------------------------------------------------------------------------
+    def reconcile(self, node: Any) -> None:
+        """Resume, close or adopt calls from the switch's own list of channels."""
+        try:
+            listing = json.loads(node.api("show channels as json") or "{}")
+        except (EslError, ValueError) as exc:
+            log.error("reconcile with %s failed: %s; will retry at the next reconnect", node.name, exc)
+            return
+        alive = {row["uuid"] for row in listing.get("rows", [])}
+        for call in [c for c in self._calls.values() if c.node is node]:
+            call.inbox.put(Resync(alive=call.uuid in alive))
+        strangers = {uuid: self._engine_vars(node, uuid) for uuid in sorted(alive - self._owner.keys())}
+        for uuid, variables in strangers.items():
+            if VAR_ENTRY in variables and variables.get(VAR_LEG, "caller") == "caller":
+                log.info("adopting call %s on %s (stage %s)", uuid, node.name, variables.get(VAR_STAGE, "new"))
+                self._start_call(node.name, uuid, None, adopted=True, variables=variables)
+        for uuid, variables in strangers.items():
+            parent = self._calls.get(variables.get(VAR_PARENT, ""))
+            if parent is not None and uuid not in self._owner:
+                # A leg the engine originated for a caller it now controls (e.g. the agent talking).
+                parent.inbox.put(AdoptLeg(Leg(uuid=uuid, node=node.name, role=variables.get(VAR_LEG, ""),
+                                              answered=True, variables=variables)))
+                self._owner[uuid] = parent
+
+    @staticmethod
+    def _engine_vars(node: Any, uuid: str) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for name in ENGINE_VARS:
+            try:
+                value = node.api(commands.getvar(uuid, name))
+            except EslError:
+                return {}
+            if value and value != "_undef_" and not value.startswith("-ERR"):
+                found[name] = value
+        return found
+
+    # --- shutdown -----------------------------------------------------------------------------------
+    def drain(self, grace: float) -> None:
+        """Stop taking new calls and give the ones in progress up to `grace` seconds."""
+        self.accepting = False
+        deadline = self.clock() + grace
+        for call in self.calls:
+            call.join(max(0.0, deadline - self.clock()))
+        for call in self.calls:
+            call.kill()

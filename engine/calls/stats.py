@@ -1,0 +1,51 @@
+"""Running totals of what happened to calls, for `status`, the demo summary and (later) metrics."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class CallStats:
+    offered: int = 0
+    answered: int = 0  # the caller was connected to an agent
+    abandoned: int = 0  # the caller hung up before an agent answered
+    finished_calls: int = 0
+    active: int = 0
+    by_entry: Counter = field(default_factory=Counter)
+    by_queue: Counter = field(default_factory=Counter)
+    outcomes: Counter = field(default_factory=Counter)
+    hangup_causes: Counter = field(default_factory=Counter)
+
+    def offered_call(self, call: Any) -> None:
+        self.offered += 1
+        self.active += 1
+
+    def finished(self, call: Any) -> None:
+        self.active -= 1
+        self.finished_calls += 1
+        outcome = call.outcome or "ended"
+        self.outcomes[outcome] += 1
+        if outcome == "answered":
+            self.answered += 1
+        elif outcome == "abandoned":
+            self.abandoned += 1
+        if entry := call.labels.get("entry"):
+            self.by_entry[entry] += 1
+        if queue := call.labels.get("queue"):
+            self.by_queue[queue] += 1
+        self.hangup_causes[call.caller.hangup_cause or "UNKNOWN"] += 1
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "calls_offered": self.offered,
+            "calls_answered": self.answered,
+            "calls_abandoned": self.abandoned,
+            "calls_finished": self.finished_calls,
+            "calls_active": self.active,
+            "outcomes": dict(self.outcomes),
+            "routed_per_entry": dict(self.by_entry),
+            "routed_per_queue": dict(self.by_queue),
+            "hangup_causes": dict(self.hangup_causes),
+        }

@@ -1,0 +1,41 @@
+"""Options and helpers shared by the CLI's commands."""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from engine.config import Config, load_config, parse_node_spec
+from engine.errors import CallRouterError
+
+
+def config_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--config and --data-dir: how every command finds the engine's configuration and data."""
+    fn = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+                      help="Where the embedded PostgreSQL, the spool and the API token live "
+                           "[default: data_dir from the config, else ./var].")(fn)
+    fn = click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                      help="The engine's YAML configuration (see config.example.yaml).")(fn)
+    return fn
+
+
+def build_config(config_path: Path | None, data_dir: Path | None, freeswitch: tuple[str, ...] = (),
+                 **overrides: Any) -> Config:
+    config = load_config(config_path)
+    nodes = tuple(parse_node_spec(spec, i) for i, spec in enumerate(freeswitch))
+    return config.with_overrides(data_dir=data_dir, freeswitch=nodes or None, **overrides)
+
+
+def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Show the engine's own errors as one clear line and exit 1, not as a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CallRouterError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+    return wrapper

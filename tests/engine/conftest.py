@@ -1,0 +1,93 @@
+"""A simulated contact centre (switch + Event Socket server + callers and agents) on a free
+port, and an engine connected to it over TCP, both on this process's gevent loop."""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import gevent
+import pytest
+
+from engine.app import Engine
+from engine.config import Config, EslSettings, FreeswitchNode, RouteSettings, Secret
+from engine.simulator.clock import RealClock
+from engine.simulator.population import Population
+from engine.simulator.scenario import load_scenario
+from engine.simulator.server import EslServer
+from engine.simulator.switch import Switch
+from engine.simulator.truth import TruthRecorder
+
+
+class Centre:
+    def __init__(self, scenario_text: str, tmp_path: Path) -> None:
+        path = tmp_path / "scenario.yaml"
+        path.write_text(scenario_text)
+        self.scenario = load_scenario(path)
+        self.clock = RealClock()
+        self.switch = Switch(clock=self.clock, hostname="sim1", switchname="sim1", seed=1)
+        self.switch.park_variables.update(dict(self.scenario.park_variables))
+        self.server = EslServer(self.switch, host="127.0.0.1", port=0, password="ClueCon")
+        self.truth = TruthRecorder()
+        self.population = Population(self.scenario, {"sim1": self.switch}, self.clock, recorder=self.truth)
+
+    def start(self) -> "Centre":
+        self.server.start()
+        self.population.start()
+        return self
+
+    def stop(self) -> None:
+        self.population.stop()
+        self.switch.hupall("MANAGER_REQUEST")
+        self.server.stop()
+        self.switch.shutdown()
+
+    def config(self, tmp_path: Path, **route: object) -> Config:
+        agents = tuple(a for spec in self.scenario.agents for a in spec.ids)
+        return Config(
+            freeswitch=(FreeswitchNode("sim1", "127.0.0.1", self.server.port, Secret("ClueCon")),),
+            data_dir=tmp_path / "data",
+            esl=EslSettings(command_timeout=5.0, connect_timeout=2.0, heartbeat_timeout=30.0,
+                            backoff_initial=0.05, backoff_max=0.5),
+            route=replace(RouteSettings(greeting="tone_stream://%(300,0,440)", menu_prompt="silence_stream://200",
+                                        menu_timeout_ms=1500, ring_seconds=3, max_wait_seconds=20,
+                                        agents=agents), **route),
+        )
+
+
+def wait_until(predicate, timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        gevent.sleep(0.05)
+
+
+@pytest.fixture
+def centre_factory(tmp_path):
+    made: list[Centre] = []
+
+    def make(scenario_text: str) -> Centre:
+        centre = Centre(scenario_text, tmp_path)
+        made.append(centre)
+        return centre.start()
+
+    yield make
+    for centre in made:
+        centre.stop()
+
+
+@pytest.fixture
+def engine_factory(tmp_path):
+    made: list[Engine] = []
+
+    def make(config: Config) -> Engine:
+        engine = Engine(config, with_database=False, with_api=False)
+        made.append(engine)
+        engine.start()
+        assert all(node.wait_up(10) for node in engine.nodes), "engine did not connect to the simulator"
+        return engine
+
+    yield make
+    for engine in made:
+        engine.stop(grace=0)
