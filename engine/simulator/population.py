@@ -23,6 +23,7 @@ from engine.simulator.scenario import (
 from engine.simulator.truth import CallRecord, Heard, TruthRecorder
 
 if TYPE_CHECKING:
+    from engine.simulator.events import SimEvent
     from engine.simulator.switch import Switch
 
 DAY = 86400.0
@@ -272,10 +273,15 @@ class Destination(_Party):
                                                         self._hang_up)
 
     def _announce(self, leg: Leg, result: str, greeting: float) -> None:
-        """What answering-machine detection would conclude, after hearing the greeting."""
-        mark = getattr(leg, "set_amd_result", None)
-        if mark is not None:
-            mark(result, greeting)
+        """Answering-machine detection concludes once it has heard the greeting: the result is
+        put on the leg then, where the switch lets a far end set variables (Channel.set_var)."""
+        set_var = getattr(leg, "set_var", None)
+        if set_var is not None:
+            self.clock.spawn_later(greeting, self._conclude_amd, set_var, result)
+
+    def _conclude_amd(self, set_var: Callable[[str, str], None], result: str) -> None:
+        if not self.gone:
+            set_var("amd_result", result)
 
     def on_bridge(self, leg: Leg, other: Endpoint | None) -> None:
         super().on_bridge(leg, other)
@@ -382,8 +388,13 @@ class Population:
         self.arrival_listeners: list[Callable[[Caller], None]] = []
         self.placed = 0
         self._generator: gevent.Greenlet | None = None
+        self._unanswered: dict[str, Caller] = {}  # inbound calls the switch has not answered yet
+        self._subscriptions: list[tuple["Switch", int]] = []
+        recorder.listeners.append(lambda record: self._unanswered.pop(record.uuid, None))
 
     def start(self) -> None:
+        for switch in self.switches.values():
+            self._subscriptions.append((switch, switch.subscribe(self._on_event)))
         for agent in self.agents:
             self.switches[agent.spec.node].register_user(agent.user_id, agent)
         if self.scenario.outbound is not None:
@@ -397,6 +408,16 @@ class Population:
         _cancel(self._generator)
         for agent in self.agents:
             self.switches[agent.spec.node].unregister_user(agent.user_id)
+        for switch, token in self._subscriptions:
+            switch.unsubscribe(token)
+        self._subscriptions.clear()
+
+    def _on_event(self, event: "SimEvent") -> None:
+        """The 200 OK a caller's phone gets when the switch answers it (uuid_answer, answer app)."""
+        if event.name == "CHANNEL_ANSWER":
+            caller = self._unanswered.pop(event.unique_id or "", None)
+            if caller is not None and caller.record is not None:
+                caller.record.answered_at = self.clock.now()
 
     def _place_calls(self, inbound: InboundSpec) -> None:
         started = self.clock.now()
@@ -410,6 +431,8 @@ class Population:
         arrived_at = self.clock.now()
         leg = self.switches[call.node].inbound_call(caller, call.number, call.name, call.dnis)
         caller.arrived(leg, arrived_at)
+        if not caller.gone:
+            self._unanswered[leg.uuid] = caller
         self.placed += 1
         for listener in self.arrival_listeners:
             listener(caller)

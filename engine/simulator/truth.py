@@ -30,7 +30,7 @@ class CallRecord:
     arrived_at: float       # inbound: the INVITE; outbound: the switch's offer
     heard: list[Heard] = field(default_factory=list)
     pressed: list[str] = field(default_factory=list)
-    answered_at: float | None = None   # outbound: the destination answered
+    answered_at: float | None = None   # inbound: the switch answered the caller; outbound: the destination answered
     agent: str | None = None           # the first simulated agent it was bridged to
     bridged_at: float | None = None
     hangup_at: float | None = None
