@@ -9,6 +9,7 @@ commands act on it from other greenlets and wake it through `poke()`.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
@@ -165,6 +166,7 @@ class Channel:
         self.hangup_cause: str | None = None
         self.hangup_by_far_end = False
         self.other: Channel | None = None          # the leg named in Other-Leg-* headers
+        self.other_profile: CallerProfile | None = None   # its profile as it was when linked
         self.other_type = ""                       # "originator" | "originatee"
         self.bridged_to: Channel | None = None
         self.app_stack: list[str] = []             # running applications, outermost first
@@ -363,9 +365,9 @@ class Channel:
                     ("Channel-Read-Codec-Bit-Rate", bits), ("Channel-Write-Codec-Name", codec),
                     ("Channel-Write-Codec-Rate", str(rate)), ("Channel-Write-Codec-Bit-Rate", bits)]
         out += self.profile.headers("Caller", self, with_index=True)
-        if self.other is not None:
+        if self.other is not None and self.other_profile is not None:
             out.append(("Other-Type", self.other_type))
-            out += self.other.profile.headers("Other-Leg", self.other, with_index=False)
+            out += self.other_profile.headers("Other-Leg", self.other, with_index=False)
         out += [(f"variable_{name}", value) for name, value in self.variables.items()]
         return out
 
@@ -393,17 +395,22 @@ class Channel:
     def _report(self) -> None:
         if self.reported.is_set():
             return
+        # Each step yields, as FreeSWITCH's session threads interleave (call-lifecycle.txt).
         self.set_running_state("CS_HANGUP", "CS_HANGUP")
         self.set_callstate("HANGUP")
         self.switch.stop_recordings(self)
         self.switch.cdr_variables(self)
+        gevent.sleep(0)
         self.set_running_state("CS_REPORTING", "CS_REPORTING")
+        gevent.sleep(0)
         self.fire("CHANNEL_HANGUP_COMPLETE", pre=[("Hangup-Cause", self.hangup_cause or "NORMAL_CLEARING")])
         self.reported.set()
         self.poke()
+        gevent.sleep(0)
         self.state = "CS_DESTROY"
         self.fire("CHANNEL_DESTROY")
         self.switch.forget(self)
+        gevent.sleep(0)
         self.set_running_state("CS_DESTROY", "CS_DESTROY")
         self.destroyed.set()
         self.poke()
@@ -478,6 +485,11 @@ class Channel:
         self.fire("CHANNEL_EXECUTE_COMPLETE",
                   post=app_headers + [("Application-Response", self.app_response),
                                       ("Application-UUID", app_uuid)])
+
+    def link(self, other: "Channel", other_type: str) -> None:
+        """Name `other` in this channel's Other-Leg-* headers, as its profile is now."""
+        self.other, self.other_type = other, other_type
+        self.other_profile = dataclasses.replace(other.profile)
 
     def interrupt(self) -> None:
         """Leave the running application and park (uuid_transfer, uuid_bridge, uuid_park)."""

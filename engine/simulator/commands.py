@@ -98,11 +98,11 @@ def cmd_show(switch: "Switch", args: str) -> str:
         rows = [r for r in rows if r["b_uuid"]]
     if words[1:3] == ["as", "json"]:
         if not rows:
-            return '{"row_count": 0}'
+            return '{"row_count": 0}\n'
         return json.dumps({"row_count": len(rows), "rows": rows}, separators=(",", ":"), ensure_ascii=False)
     lines = [",".join(fields)] if rows else []
     lines += [",".join(row[name] for name in fields) for row in rows]
-    return "\n".join(lines) + f"\n\n{len(rows)} total.\n"
+    return "".join(line + "\n" for line in lines) + f"\n{len(rows)} total.\n"
 
 
 def cmd_status(switch: "Switch", args: str) -> str:

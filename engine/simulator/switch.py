@@ -122,6 +122,8 @@ class Switch:
         self.users: dict[str, Endpoint] = {}
         self._known_users: set[str] = set()
         self.gateways: dict[str, Callable[[str], Endpoint | None]] = {}
+        # loopback/<ext>: the far end for an extension; None = no route; absent = answers at once.
+        self.loopback_extensions: dict[str, Endpoint | None] = {}
         self._subscribers: dict[int, Callable[[SimEvent], None]] = {}
         self._log_subscribers: dict[int, Callable[[int, str], None]] = {}
         self._tokens = itertools.count(1)
@@ -345,7 +347,10 @@ class Switch:
             return endpoint, f"sofia/{profile}/{uri}", user, ("PCMU", 8000), "mod_sofia"
         if kind == "loopback":
             ext = rest.split("/", 1)[0]
-            return _Loopback(), f"loopback/{ext}-a", ext, ("L16", 8000), "mod_loopback"
+            endpoint = self.loopback_extensions.get(ext, _Loopback())
+            if endpoint is None:
+                raise OriginateFailed("NO_ROUTE_DESTINATION")
+            return endpoint, f"loopback/{ext}-a", ext, ("L16", 8000), "mod_loopback"
         if kind == "error":
             cause = rest.upper()
             raise OriginateFailed(cause if cause in HANGUP_CAUSES else "NORMAL_CLEARING")
@@ -370,13 +375,14 @@ class Switch:
                                 destination_number=number, source=source,
                                 callee_id_name="Outbound Call", callee_id_number=number,
                                 dialplan="XML" if originator is not None else "xml",
+                                username=originator.profile.username if originator is not None else "",
                                 network_addr=SIP_HOST if source == "mod_sofia" else "")
         channel = Channel(self, uuid=uuid, name=name, direction="outbound", endpoint=endpoint,
                           profile=profile, codec=codec, hit_dialplan=False)
         self._base_variables(channel)
         channel.set_var("channel_name", name)
         if originator is not None:
-            channel.other, channel.other_type = originator, "originator"
+            channel.link(originator, "originator")
             channel.set_var("originator", originator.uuid)
             channel.set_var("originating_leg_uuid", originator.uuid)
             for key, value in originator.exports.items():
@@ -493,8 +499,11 @@ class Switch:
     def run_bridge(self, a: Channel, b: Channel) -> None:
         """switch_ivr_multi_threaded_bridge, from A's session: CHANNEL_BRIDGE, wait until a
         side hangs up or leaves, CHANNEL_UNBRIDGE once the other side has reported."""
-        a.other, a.other_type = b, "originatee"
-        b.other, b.other_type = a, "originator"
+        a.link(b, "originatee")
+        if b.other is not a:
+            b.link(a, "originator")
+        a.profile.callee_id_name = b.profile.callee_id_name
+        a.profile.callee_id_number = b.profile.callee_id_number
         a.set_callstate("ACTIVE")
         now = self.clock.now()
         for me, peer in ((a, b), (b, a)):
@@ -546,7 +555,7 @@ class Switch:
             a.set_running_state("CS_SOFT_EXECUTE", "CS_SOFT_EXECUTE")
             event = self.new_event("CHANNEL_EXECUTE",
                                    site=("switch_ivr_bridge.c", "uuid_bridge_on_soft_execute", 1243))
-            a.other, a.other_type = b, "originator"
+            a.link(b, "originator")
             event.headers.extend(a.headers())
             event.headers.extend([("Application", "uuid_bridge"), ("Application-Data", b.uuid)])
             self.fire(event)
