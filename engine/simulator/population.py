@@ -240,7 +240,6 @@ class Destination(_Party):
         self.spec = spec
         self.name = f"dest:{number}"
         self.outcome: str = _weighted_choice(rng, spec.outcomes)
-        self._bridged = False
         self._hangup_timer: gevent.Greenlet | None = None
 
     def on_offer(self, leg: Leg) -> None:
@@ -312,10 +311,6 @@ class Agent:
         self.rng = rng
         self._legs: dict[str, Leg] = {}
         self._timers: dict[str, gevent.Greenlet] = {}
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._legs)
 
     def on_offer(self, leg: Leg) -> None:
         if self._legs:

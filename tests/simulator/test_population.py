@@ -140,8 +140,8 @@ outbound:
 """
 
 
-def originate(sim: Simulation, clock: VirtualClock, dial: str, seconds: float = 20) -> str:
-    job = gevent.spawn(sim.nodes["sim1"].switch.api, f"originate {{originate_timeout=5}}{dial} &park()")
+def originate(sim: Simulation, clock: VirtualClock, dial: str, seconds: float = 20, node: str = "sim1") -> str:
+    job = gevent.spawn(sim.nodes[node].switch.api, f"originate {{originate_timeout=5}}{dial} &park()")
     clock.run_until(clock.now() + seconds)
     return job.get(timeout=1)
 
@@ -193,3 +193,40 @@ def test_same_seed_same_truth(tmp_path: Path) -> None:
     assert first == again
     assert first != other
     assert {json.loads(line)["hung_up_by"] for line in first} >= {"agent", "caller"}
+
+
+TWO_NODES = """
+nodes: [{name: east, port: 0}, {name: west, port: 0}]
+duration: 600
+park_variables: {park_timeout: "5"}
+inbound:
+  arrivals: {per_hour: 720}
+  nodes: [east, west]
+  numbers: ["+1555XXXXXXX"]
+  dnis: "+12125550100"
+  kinds: {k: {patience: 60}}
+agents:
+  - {ids: "1001", node: east, ring: 1}
+  - {ids: "2001", node: west, ring: 1}
+"""
+
+
+def test_calls_spread_over_nodes_and_agents_register_on_their_own(tmp_path: Path) -> None:
+    sim, clock = build(tmp_path, TWO_NODES)
+    seen: dict[str, str] = {}
+
+    def parked_on(name: str):
+        def note(event) -> None:
+            if event.name == "CHANNEL_PARK":
+                seen[event.unique_id] = name
+        return note
+
+    for name, node in sim.nodes.items():
+        node.switch.subscribe(parked_on(name))
+    clock.run_until(T0 + 700)
+    records = sim.recorder.finished
+    assert {r.node for r in records} == {"east", "west"}
+    assert all(seen[r.uuid] == r.node for r in records)  # each call parked on the node its record names
+    assert originate(sim, clock, "user/1001", node="east").startswith("+OK ")
+    assert originate(sim, clock, "user/2001", node="east").startswith("-ERR ")  # 2001 registered on west only
+    assert originate(sim, clock, "user/2001", node="west").startswith("+OK ")
