@@ -4,15 +4,19 @@ The engine runs gevent-patched in production (engine.cli patches at import), so 
 """
 from __future__ import annotations
 
-from gevent import monkey
-
-monkey.patch_all()
-
 import warnings
 
 import pytest
+from gevent import monkey
 
 from engine.db import embedded_dsn
+
+
+def pytest_configure(config):
+    # Only where tests run: xdist's controller process needs execnet's real blocking I/O, and
+    # threads stay real for execnet's own reader thread in the workers.
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        monkey.patch_all(thread=False)
 
 
 @pytest.fixture(scope="session")

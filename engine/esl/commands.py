@@ -220,3 +220,35 @@ def sendmsg_execute(uuid: str, app: str, arg: str, *, event_uuid: str, lock: boo
 
 def sendmsg_hangup(uuid: str, cause: str = "NORMAL_CLEARING") -> str:
     return f"sendmsg {check_uuid(uuid)}\ncall-command: hangup\nhangup-cause: {check_cause(cause)}\n\n"
+
+
+# -- what the call model sends (engine/calls) ---------------------------------------------------
+
+def park(uuid: str) -> str:
+    """`uuid_park`: end the channel's current park and start a new one (which reads park_timeout)."""
+    return f"uuid_park {check_uuid(uuid)}"
+
+
+def break_media(uuid: str) -> str:
+    """`uuid_break <uuid> all`: stop what is playing and everything queued behind it."""
+    return f"uuid_break {check_uuid(uuid)} all"
+
+
+def play_and_get_digits(min_digits: int, max_digits: int, tries: int, timeout_ms: int, terminators: str,
+                        prompt: str, invalid_prompt: str, var: str, regex: str, digit_timeout_ms: int) -> str:
+    """The argument of the play_and_get_digits application (split on spaces by mod_dptools).
+
+    Prompts and the regex are operator-written paths/patterns: a space in them would shift every
+    argument after it, so it is refused rather than guessed at.
+    """
+    if not 0 < min_digits <= max_digits or tries < 1 or timeout_ms < 1 or digit_timeout_ms < 1:
+        raise UnsafeValue("play_and_get_digits needs 0 < min_digits <= max_digits, tries >= 1, timeouts >= 1 ms")
+    if terminators != "none" and (not terminators or any(ch not in "0123456789*#ABCD" for ch in terminators)):
+        raise UnsafeValue(f"terminators must be DTMF keys or 'none', not {terminators!r}")
+    for what, value in (("prompt", prompt), ("invalid prompt", invalid_prompt), ("digits regex", regex)):
+        check_data(value, what)
+        if not value or any(ch.isspace() for ch in value):
+            raise UnsafeValue(f"the {what} cannot be empty or contain spaces: {value!r}")
+    check_var_name(var)
+    return (f"{min_digits} {max_digits} {tries} {timeout_ms} {terminators} {prompt} {invalid_prompt} {var} "
+            f"{regex} {digit_timeout_ms}")
