@@ -41,21 +41,14 @@ def arrival_times(arrivals: Arrivals, start_time: float, rng: random.Random,
                   until: float | None = None) -> Iterator[float]:
     """Seconds after the start at which calls arrive, ascending, below `until` when given.
 
-    A Poisson process; with a profile its rate changes at the given times of day (the exponential
-    gap is redrawn at each change, which is exact because the process is memoryless).
+    A Poisson process whose rate may change at given times of day (the exponential gap is
+    redrawn at each change, which is exact because the process is memoryless).
     """
     if isinstance(arrivals, ScriptedArrivals):
         yield from (c.at for c in arrivals.calls if until is None or c.at < until)
         return
     if isinstance(arrivals, PoissonArrivals):
-        if arrivals.per_hour <= 0:
-            return
-        t = 0.0
-        while True:
-            t += rng.expovariate(arrivals.per_hour / 3600.0)
-            if until is not None and t >= until:
-                return
-            yield t
+        arrivals = ProfileArrivals(((0, arrivals.per_hour),))
     if not any(rate > 0 for _, rate in arrivals.steps):
         return
     t = 0.0

@@ -61,7 +61,7 @@ class Value:
     def mapping(self) -> dict[str, "Value"]:
         """The keys and values of a mapping, refusing duplicate and non-text keys."""
         if not self.is_mapping():
-            raise self.error(f"{self.path} must be a mapping of `key: value` lines")
+            raise self.error(f"{self.label} must be a mapping of `key: value` lines")
         items: dict[str, Value] = {}
         for key_node, value_node in self.node.value:
             if not isinstance(key_node, yaml.ScalarNode):
@@ -78,7 +78,7 @@ class Value:
         """A mapping with exactly these keys allowed; unknown keys are errors (typos must not pass)."""
         items = self.mapping()
         allowed = required + optional
-        for key, value in items.items():
+        for key in items:
             if key not in allowed:
                 key_mark = Value(self._key_node(key), self.path, self._source)
                 close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.75)
