@@ -3,8 +3,10 @@ free port, a plain-socket ESL client that reads frames byte-exactly, and scripte
 """
 from __future__ import annotations
 
+import json
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from urllib.parse import unquote
 
 import gevent
 import pytest
@@ -36,8 +38,9 @@ class Frame:
         return [tuple(line.split(": ", 1)) for line in head.split("\n") if line]  # type: ignore[misc]
 
     def event(self, name: str) -> str | None:
-        from urllib.parse import unquote
-
+        """A decoded event header, from a plain or json event body."""
+        if self.body.startswith(b"{"):
+            return json.loads(self.body).get(name)
         value = next((v for k, v in self.event_headers() if k == name), None)
         return None if value is None else unquote(value)
 
@@ -75,7 +78,7 @@ class EslClient:
             if not self._fill(timeout):
                 raise TimeoutError("no frame")
         head, rest = self.buffer.split(b"\n\n", 1)
-        headers = [tuple(line.split(": ", 1)) for line in head.decode().split("\n")]
+        headers = [tuple(line.split(": ", 1)) for line in head.decode(errors="replace").split("\n")]
         length = int(dict(headers).get("Content-Length", 0))
         while len(rest) < length:
             self.buffer = head + b"\n\n" + rest
