@@ -488,6 +488,8 @@ class Switch:
             a.set_var("originate_failed_cause", failure.cause)
             a.set_var("last_bridge_hangup_cause", failure.cause)
             return
+        if not a.answered:
+            a.mark_answered()   # the bridge answers the caller once the callee has answered
         a.set_var("originate_disposition", "SUCCESS")
         a.set_var("DIALSTATUS", "SUCCESS")
         a.set_var("originate_causes", f"{b.uuid};NONE")
