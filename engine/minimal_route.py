@@ -151,6 +151,7 @@ class MinimalRoute:
         call.outcome = "answered"
         call.api(commands.break_media(call.uuid))
         call.bridge(leg)
+        call.registry.stats.connected(call)
         call.mark_stage("talking", **{VAR_AGENT: agent})
         self._supervise_talk(call, agent)
         return True

@@ -101,7 +101,7 @@ class Call:
 
     def kill(self) -> None:
         if self._greenlet is not None:
-            self._greenlet.kill(block=False)
+            self._greenlet.kill(block=True, timeout=1.0)
 
     def _main(self) -> None:
         resumed = self.adopted
@@ -112,14 +112,18 @@ class Call:
                     break
                 except Resumed:
                     resumed = True
+        except gevent.GreenletExit:
+            # The engine is going away with the call still up: leave it to FreeSWITCH (a standby
+            # or restarted engine adopts it from its channel variables); hang nothing up.
+            self.registry.released(self)
+            return
         except CallGone as gone:
             log.info("call %s ended: %s", self.uuid, gone)
         except Exception:
             log.exception("call %s: handler failed; hanging up", self.uuid)
             self.outcome = self.outcome or "error"
             self._hangup_quietly(self.caller, "NORMAL_TEMPORARY_FAILURE")
-        finally:
-            self._finish()
+        self._finish()
 
     def _finish(self) -> None:
         for leg in list(self.legs.values()):

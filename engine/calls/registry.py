@@ -73,11 +73,19 @@ class CallRegistry:
         self._owner[uuid] = call
 
     def finished(self, call: Call) -> None:
+        self._forget(call)
+        self.stats.finished(call)
+
+    def released(self, call: Call) -> None:
+        """The engine let go of a call that is still up (shutdown): not finished, handed over."""
+        self._forget(call)
+        self.stats.handed_over(call)
+
+    def _forget(self, call: Call) -> None:
         for uuid in call.legs:
             if self._owner.get(uuid) is call:
                 del self._owner[uuid]
         self._calls.pop(call.uuid, None)
-        self.stats.finished(call)
 
     @property
     def calls(self) -> list[Call]:

@@ -12,6 +12,7 @@ class CallStats:
     answered: int = 0  # the caller was connected to an agent
     abandoned: int = 0  # the caller hung up before an agent answered
     finished_calls: int = 0
+    handed_over_calls: int = 0  # still up when the engine stopped: left to FreeSWITCH for adoption
     active: int = 0
     by_entry: Counter = field(default_factory=Counter)
     by_queue: Counter = field(default_factory=Counter)
@@ -27,15 +28,21 @@ class CallStats:
         self.finished_calls += 1
         outcome = call.outcome or "ended"
         self.outcomes[outcome] += 1
-        if outcome == "answered":
-            self.answered += 1
-        elif outcome == "abandoned":
+        if outcome == "abandoned":
             self.abandoned += 1
         if entry := call.labels.get("entry"):
             self.by_entry[entry] += 1
         if queue := call.labels.get("queue"):
             self.by_queue[queue] += 1
         self.hangup_causes[call.caller.hangup_cause or "UNKNOWN"] += 1
+
+    def connected(self, call: Any) -> None:
+        """The caller was just bridged to an agent (counted now, so live views see it)."""
+        self.answered += 1
+
+    def handed_over(self, call: Any) -> None:
+        self.active -= 1
+        self.handed_over_calls += 1
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -44,6 +51,7 @@ class CallStats:
             "calls_abandoned": self.abandoned,
             "calls_finished": self.finished_calls,
             "calls_active": self.active,
+            "calls_handed_over": self.handed_over_calls,
             "outcomes": dict(self.outcomes),
             "routed_per_entry": dict(self.by_entry),
             "routed_per_queue": dict(self.by_queue),
