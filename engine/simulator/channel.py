@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import uuid as uuidlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 import gevent
@@ -22,10 +22,6 @@ from engine.simulator.events import CALLSTATE_NUMBER, CAUSE_TO_SIP, HANGUP_CAUSE
 if TYPE_CHECKING:
     from engine.simulator.endpoint import Endpoint
     from engine.simulator.switch import Switch
-
-class Hangup(Exception):
-    """Raised inside an application when its channel has hung up."""
-
 
 @dataclass
 class CallerProfile:
@@ -387,8 +383,6 @@ class Channel:
                 if self.is_up and self.next_work is None:
                     # Nothing left to run: FreeSWITCH hangs up when the dialplan ends.
                     self.perform_hangup("NORMAL_CLEARING")
-        except Hangup:
-            pass
         finally:
             self._report()
 
@@ -473,8 +467,6 @@ class Channel:
         self.app_stack.append(app)
         try:
             response = handler(self, arg)
-        except Hangup:
-            response = None
         finally:
             self.app_stack.pop()
         if response is not None:

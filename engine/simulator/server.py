@@ -21,7 +21,7 @@ from gevent.server import StreamServer
 from engine.simulator import wire
 from engine.simulator.channel import Message
 from engine.simulator.events import EVENT_NAMES, SimEvent
-from engine.simulator.switch import Switch
+from engine.simulator.switch import LOG_LEVELS, Switch
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +306,7 @@ class EslConnection:
 
     def _cmd_log(self, args: str, request: wire.Request) -> None:
         level = args.strip() or "7"
-        number = int(level) if level.isdigit() else _LOG_NAMES.get(level.upper())
+        number = int(level) if level.isdigit() else LOG_LEVELS.get(level.upper())
         if number is None or number > 7:
             self._reply("-ERR invalid log level")
             return
@@ -363,10 +363,6 @@ class EslConnection:
         elif call_command == "nomedia":
             channel.set_var("bypass_media", "true")
         self._reply("+OK")
-
-
-_LOG_NAMES = {"CONSOLE": 0, "ALERT": 1, "CRIT": 2, "ERR": 3, "ERROR": 3, "WARNING": 4, "NOTICE": 5,
-              "INFO": 6, "DEBUG": 7}
 
 
 class EslServer:

@@ -707,7 +707,7 @@ class Switch:
     # ------------------------------------------------------------------ api & lifecycle
     def api(self, line: str) -> str:
         """Run one api command and return its exact output (may block, e.g. originate)."""
-        from engine.simulator.commands import execute_api
+        from engine.simulator.commands import execute_api   # commands.py imports this module
 
         return execute_api(self, line)
 

@@ -32,22 +32,6 @@ def url_encode(value: str) -> str:
     return "".join(out)
 
 
-def url_decode(value: str) -> str:
-    """Inverse of url_encode for values that did not contain literal %XX sequences."""
-    raw = value.encode("utf-8", "surrogateescape")
-    out = bytearray()
-    i = 0
-    while i < len(raw):
-        b = raw[i]
-        if b == 0x25 and i + 2 < len(raw) and raw[i + 1] in _HEX and raw[i + 2] in _HEX:
-            out.append(int(raw[i + 1:i + 3], 16))
-            i += 3
-        else:
-            out.append(b)
-            i += 1
-    return out.decode("utf-8", "replace")
-
-
 def _head(lines: list[tuple[str, str]]) -> str:
     return "".join(f"{name}: {value}\n" for name, value in lines)
 
