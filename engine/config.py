@@ -17,20 +17,37 @@ from engine.errors import ConfigError
 from engine.yamlfile import Mark, YamlMap, check_keys, expect_list, expect_map, load
 
 
-class Secret(str):
-    """A string that hides itself from repr/str formatting in logs; `.reveal()` to use it."""
+class Secret:
+    """A secret that never formats itself into logs, reprs or error messages.
+
+    Written inline it holds its value; written as `env:VARIABLE` it is read from the environment
+    only when used, so a command that needs no ESL password (`callrouter status`) does not
+    require it to be set. `reveal()` returns the value.
+    """
+
+    __slots__ = ("_value", "_env", "_mark")
+
+    def __init__(self, value: str | None = None, *, env: str | None = None, mark: Mark | None = None) -> None:
+        self._value, self._env, self._mark = value, env, mark
 
     def reveal(self) -> str:
-        return str.__str__(self)
+        if self._env is None:
+            return self._value or ""
+        if self._env not in os.environ:
+            where = f"{self._mark}: " if self._mark else ""
+            raise ConfigError(f"{where}the environment variable {self._env} is not set")
+        return os.environ[self._env]
 
     def __repr__(self) -> str:
         return "Secret('***')"
 
-    def __str__(self) -> str:
-        return "***"
+    __str__ = __repr__
 
     def __format__(self, spec: str) -> str:
         return "***"
+
+    def __bool__(self) -> bool:
+        return True
 
 
 @dataclass(frozen=True)
@@ -92,6 +109,12 @@ class Config:
     def with_overrides(self, **changes: Any) -> "Config":
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+    def check_secrets(self) -> None:
+        """Fail now, with the file:line, if a secret the daemon needs is not set."""
+        for secret in (*(n.password for n in self.freeswitch), self.database_dsn, self.api.token):
+            if secret is not None:
+                secret.reveal()
+
 
 _NODE_SPEC = re.compile(r"^(?P<host>\[[0-9a-fA-F:]+\]|[^:\s]+):(?P<port>\d{1,5}):(?P<password>.+)$")
 
@@ -139,9 +162,9 @@ def _secret_value(mapping: YamlMap, key: str, what: str) -> Secret | None:
     raw = str(raw)
     if raw.startswith("env:"):
         name = raw[4:]
-        if name not in os.environ:
-            raise mapping.mark_of(key).error(f"{what}.{key} names environment variable {name}, which is not set")
-        return Secret(os.environ[name])
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise mapping.mark_of(key).error(f"{what}.{key}: '{name}' is not an environment variable name")
+        return Secret(env=name, mark=mapping.mark_of(key))
     return Secret(raw)
 
 

@@ -37,6 +37,7 @@ def COMMAND(config_path: Path | None, data_dir: Path | None, freeswitch: tuple[s
     if not config.freeswitch:
         raise ConfigError("no FreeSWITCH node to connect to: give --freeswitch HOST:PORT:PASSWORD "
                           "or a freeswitch: list in --config")
+    config.check_secrets()
     setup_logging(config.log_level, config.log_format)
     engine = Engine(config)
     engine.start()

@@ -38,7 +38,7 @@ def embedded_dsn(data_dir: Path) -> str:
 class Database:
     """The engine's database: resolves the DSN once and hands out connections."""
 
-    def __init__(self, dsn: Secret | str | None, data_dir: Path) -> None:
+    def __init__(self, dsn: Secret | None, data_dir: Path) -> None:
         self._configured = dsn
         self._data_dir = data_dir
         self._dsn: str | None = None
@@ -52,7 +52,7 @@ class Database:
             if self._configured is None:
                 self._dsn = embedded_dsn(self._data_dir)
             else:
-                self._dsn = self._configured.reveal() if isinstance(self._configured, Secret) else self._configured
+                self._dsn = self._configured.reveal()
         return self._dsn
 
     def connect(self, **kwargs) -> psycopg.Connection:

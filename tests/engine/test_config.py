@@ -57,7 +57,7 @@ def test_yaml_mistakes_point_at_file_line_col(text, message):
     ("esl:\n  command_timeout: soon\n", "c.yaml:2:20: esl.command_timeout must be a number, got 'soon'"),
     ("esl:\n  command_timeout: 0\n", "c.yaml:2:20: esl.command_timeout must be greater than 0"),
     ("api:\n  listen: localhost\n", "c.yaml:2:11: api.listen must be HOST:PORT"),
-    ("api:\n  token: env:NOPE_NOT_SET\n", "c.yaml:2:10: api.token names environment variable NOPE_NOT_SET"),
+    ("api:\n  token: env:NOT A NAME\n", "c.yaml:2:10: api.token: 'NOT A NAME' is not an environment variable name"),
     ("logging: {level: LOUD}\n", "c.yaml:1:18: logging.level must be one of"),
     ("route:\n  agents: 1001\n", "c.yaml:2:11: route.agents must be a list"),
     ("freeswitch:\n  - {name: a, host: h, password: p}\n  - {name: a, host: h, password: p}\n",
@@ -79,6 +79,19 @@ def test_node_spec_keeps_colons_in_password_and_masks_it_in_errors():
     with pytest.raises(ConfigError) as err:
         parse_node_spec("10.0.0.5:port:secretpw", 0)
     assert "secretpw" not in str(err.value)
+
+
+def test_env_secret_is_read_when_used_and_names_its_place_if_missing(tmp_path, monkeypatch):
+    path = tmp_path / "c.yaml"
+    path.write_text("freeswitch:\n  - {host: h, password: env:NOPE_NOT_SET}\n")
+    monkeypatch.delenv("NOPE_NOT_SET", raising=False)
+    config = load_config(path)  # `callrouter status` needs no ESL password
+    with pytest.raises(ConfigError) as err:
+        config.check_secrets()
+    assert str(err.value) == f"{path}:2:25: the environment variable NOPE_NOT_SET is not set"
+    monkeypatch.setenv("NOPE_NOT_SET", "x")
+    config.check_secrets()
+    assert config.freeswitch[0].password.reveal() == "x"
 
 
 def test_secret_never_formats_itself():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
+from engine.config import Secret
 from engine.db import Database, applied_versions, migrate
 from engine.db.migrate import available
 from engine.errors import DatabaseError
@@ -50,7 +51,7 @@ def test_concurrent_migrations_do_not_collide(pg_dsn):
 
 
 def test_unreachable_database_is_a_clear_error_without_the_password(tmp_path):
-    db = Database("postgresql://u:topsecret@127.0.0.1:1/x?connect_timeout=2", tmp_path)
+    db = Database(Secret("postgresql://u:topsecret@127.0.0.1:1/x?connect_timeout=2"), tmp_path)
     try:
         db.connect()
     except DatabaseError as exc:
