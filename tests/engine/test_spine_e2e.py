@@ -111,3 +111,19 @@ def test_callers_queue_first_come_first_served_for_one_agent(centre_factory, eng
     assert bridged == sorted(bridged), "the agent took the callers in the order they arrived"
     gevent.sleep(0.2)
     assert engine.stats.answered == 3
+
+
+def test_engine_rearms_the_dialplans_short_park_timer(centre_factory, engine_factory, tmp_path):
+    # The dialplan's safety net is 1 s; the call takes several: the engine's own bound must apply.
+    centre = centre_factory(scenario([(0.2, "sales")], talk=1.5).replace('park_timeout: "30"', 'park_timeout: "1"'))
+    engine = engine_factory(centre.config(tmp_path, greeting="silence_stream://2500"))
+    wait_until(lambda: centre.truth.count == 1, what="the call to finish")
+    record = centre.truth.finished[0]
+    assert record.hangup_cause == "NORMAL_CLEARING" and record.agent == "1001", record
+
+
+def test_without_an_engine_the_dialplans_park_timer_ends_the_call(centre_factory, tmp_path):
+    centre = centre_factory(scenario([(0.1, "sales")]).replace('park_timeout: "30"', 'park_timeout: "1"'))
+    wait_until(lambda: centre.truth.count == 1, timeout=10, what="the park timer")
+    record = centre.truth.finished[0]
+    assert record.hung_up_by == "switch" and record.answered_at is None
