@@ -234,16 +234,15 @@ def park_loop(channel: Channel) -> None:
     channel.leave_park = False
     channel.parked = True
     channel.fire("CHANNEL_PARK")
-    deadline, cause = None, "RECOVERY_ON_TIMER_EXPIRE"
+    deadline, cause = None, "NORMAL_CLEARING"
     spec = channel.variables.get("park_timeout")
     if spec:
-        seconds, _, named = spec.partition(":")
-        try:
-            deadline = channel.clock.now() + float(seconds)
-        except ValueError:
-            deadline = None
-        if named in HANGUP_CAUSES:
-            cause = named
+        _, colon, named = spec.partition(":")
+        if colon:
+            cause = _str2cause(named)
+        seconds = _atoi(spec)   # "N[:CAUSE]": atoi stops at the colon; junk reads as 0
+        if seconds >= 0:        # 0 hangs up at once; only a negative N parks without a deadline
+            deadline = channel.clock.now() + seconds
         channel.set_var("park_timeout", None)   # read once, like FreeSWITCH
     while channel.is_up and not channel.leave_park:
         remaining = None if deadline is None else max(0.0, deadline - channel.clock.now())
@@ -256,6 +255,21 @@ def park_loop(channel: Channel) -> None:
     channel.leave_park = False
     channel.break_requested = False
     channel.fire("CHANNEL_UNPARK")
+
+
+def _atoi(text: str) -> int:
+    """C's atoi: leading blanks, a sign, digits; anything else ends the number (or gives 0)."""
+    match = re.match(r"\s*([+-]?\d+)", text)
+    return int(match.group(1)) if match else 0
+
+
+def _str2cause(text: str) -> str:
+    """switch_channel_str2cause: a Q.850 code or a cause name in any case; NORMAL_CLEARING
+    for anything else."""
+    if text[:1].isdigit():
+        code = _atoi(text)
+        return next((name for name, q850 in HANGUP_CAUSES.items() if q850 == code), "NORMAL_CLEARING")
+    return text.upper() if text.upper() in HANGUP_CAUSES else "NORMAL_CLEARING"
 
 
 def app_bridge(channel: Channel, arg: str) -> str | None:

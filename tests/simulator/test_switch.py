@@ -58,11 +58,42 @@ def test_caller_cancel_before_answer(switch):
 @pytest.mark.timeout(10)
 def test_park_timeout_hangs_up_and_is_read_once(switch):
     rec = Recorder(switch)
-    switch.park_variables = {"park_timeout": "0.3"}
+    switch.park_variables = {"park_timeout": "1"}
     channel = _parked(switch)
     assert "park_timeout" not in channel.variables      # FreeSWITCH clears it when it parks
     wait_until(lambda: rec.complete(channel.uuid) is not None)
-    assert rec.complete(channel.uuid).get("Hangup-Cause") == "RECOVERY_ON_TIMER_EXPIRE"
+    assert rec.complete(channel.uuid).get("Hangup-Cause") == "NORMAL_CLEARING"
+
+
+@pytest.mark.parametrize("spec, seconds, cause", [
+    ("30", 30, "NORMAL_CLEARING"),                 # no cause: switch_ivr_park's default
+    ("30:USER_BUSY", 30, "USER_BUSY"),
+    ("30:user_busy", 30, "USER_BUSY"),             # str2cause compares names without case
+    ("30:17", 30, "USER_BUSY"),                    # ... or takes a Q.850 code
+    ("30:NOT_A_CAUSE", 30, "NORMAL_CLEARING"),
+    ("30:", 30, "NORMAL_CLEARING"),
+    ("2.9:CALL_REJECTED", 2, "CALL_REJECTED"),     # atoi: whole seconds
+    ("0:USER_BUSY", 0, "USER_BUSY"),               # 0 is a deadline: now
+    ("soon", 0, "NORMAL_CLEARING"),                # atoi("soon") == 0
+    ("-1:USER_BUSY", None, None),                  # negative: parked with no deadline
+])
+def test_park_timeout_is_read_as_switch_ivr_park_reads_it(spec, seconds, cause):
+    clock = VirtualClock(start=1_800_000_000.0)
+    switch = Switch(clock=clock, seed=1)
+    switch.park_variables = {"park_timeout": spec}
+    rec = Recorder(switch)
+    channel = switch.inbound_call(ScriptedEndpoint(), "5551234", "Bob", "7000")
+    clock.run_until(clock.now() + 3600)
+    gevent.sleep(0.01)
+    [park] = rec.of(channel.uuid, "CHANNEL_PARK")
+    hangups = rec.of(channel.uuid, "CHANNEL_HANGUP")
+    if seconds is None:
+        assert channel.is_up and channel.parked and not hangups
+    else:
+        [hangup] = hangups
+        parked_us = int(hangup.get("Event-Date-Timestamp")) - int(park.get("Event-Date-Timestamp"))
+        assert (parked_us, hangup.get("Hangup-Cause")) == (seconds * 1_000_000, cause)
+    switch.shutdown()
 
 
 def test_uuid_kill_cause_and_send_bye(switch):
@@ -208,6 +239,6 @@ def test_a_call_on_the_virtual_clock():
     clock.run_until(clock.now() + 25)
     gevent.sleep(0.01)
     done = rec.complete(channel.uuid)
-    assert done is not None and done.get("Hangup-Cause") == "RECOVERY_ON_TIMER_EXPIRE"
+    assert done is not None and done.get("Hangup-Cause") == "NORMAL_CLEARING"
     assert done.get("variable_duration") == "30"
     switch.shutdown()
