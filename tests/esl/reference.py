@@ -2,9 +2,14 @@
 bench support): a transcript's `S:` lines joined back into the frames the client received."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-REFERENCE = Path("/work/shared/reference")
+# The captures are the steering repo's shared/reference, beside this checkout (CI clones it there too).
+REFERENCE = Path(os.environ.get("CALLROUTER_REFERENCE", Path(__file__).resolve().parents[3] / "shared" / "reference"))
+if not REFERENCE.is_dir():
+    raise RuntimeError(f"the FreeSWITCH reference captures are missing: expected them in {REFERENCE} "
+                       "(or set CALLROUTER_REFERENCE)")
 
 
 def received_frames(transcript: str) -> list[bytes]:

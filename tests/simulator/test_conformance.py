@@ -13,15 +13,14 @@ from urllib.parse import unquote
 import gevent
 import pytest
 
+from tests.esl.reference import REFERENCE
 from tests.simulator.conftest import EslClient, Frame, ScriptedEndpoint
 
-REFERENCE = Path("/work/shared/reference")
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 VOLATILE = ("Core-UUID", "FreeSWITCH-Hostname", "FreeSWITCH-Switchname", "FreeSWITCH-IPv4",
             "FreeSWITCH-IPv6", "Event-Date-Local", "Event-Date-GMT", "Event-Date-Timestamp",
             "Event-Sequence")
 
-pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason="reference captures not present")
 
 
 def transcript(path: Path) -> list[list[tuple[str, bytes]]]:
