@@ -17,6 +17,7 @@ _COMMAND_MODULES = (
     "engine.cli.check",
     "engine.cli.db",
     "engine.cli.status",
+    "engine.cli.report",
 )
 
 

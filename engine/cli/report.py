@@ -1,0 +1,282 @@
+"""`callrouter report`: KPI reports and CDRs from the engine's PostgreSQL, as a table, JSON or CSV."""
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import sys
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from typing import Any, Callable, Iterable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import click
+import psycopg
+
+from engine.cdr.reports import (INTERVALS, Period, ReportSettings, ServiceLevelDefinition, agent_kpis, cdr_rows,
+                                lost_calls, queue_kpis)
+from engine.cdr.retention import prune
+from engine.cli.common import build_config, config_options, friendly_errors
+from engine.db import Database, migrate
+from engine.errors import CallRouterError
+
+
+@click.group("report")
+def COMMAND() -> None:
+    """KPI reports and CDRs from the engine's database.
+
+    \b
+      callrouter report queues                 today's KPIs per queue
+      callrouter report queues --interval hour --from 2025-01-06
+      callrouter report campaigns --json       the same KPIs per campaign
+      callrouter report agents --interval day  occupancy, utilisation, calls per agent
+      callrouter report lost --csv             calls lost in queue, with caller id and wait
+      callrouter report cdrs --json            the CDRs, one JSON object per line
+      callrouter report prune --keep-days 400  delete records older than that
+
+    The database is found as `callrouter run` finds it: database.dsn in --config, else the
+    embedded PostgreSQL under --data-dir. Periods default to today in --tz; --from alone
+    reports one day. A call counts in the interval it entered its queue.
+    """
+
+
+def _parse_moment(text: str, zone: ZoneInfo) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"'{text}' is not a date or time like 2025-01-06 or 2025-01-06T09:30") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+
+
+def _period_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @click.option("--from", "start", metavar="WHEN", help="Start (2025-01-06, 2025-01-06T09:00) [default: today].")
+    @click.option("--to", "end", metavar="WHEN", help="End, excluded [default: one day after --from].")
+    @click.option("--tz", default="UTC", show_default=True, help="Time zone of dates, hours and days (IANA name).")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, start: str | None, end: str | None, tz: str, **kwargs: Any) -> Any:
+        try:
+            zone = ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise click.BadParameter(f"unknown time zone '{tz}'", param_hint="--tz") from None
+        first = _parse_moment(start, zone) if start else datetime.combine(datetime.now(zone).date(), time(), zone)
+        last = _parse_moment(end, zone) if end else first + timedelta(days=1)
+        if last <= first:
+            raise click.BadParameter("--to must be after --from")
+        return fn(*args, period_bounds=(first, last, tz), **kwargs)
+    return wrapper
+
+
+def _interval_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--interval", type=click.Choice(INTERVALS), default="total", show_default=True,
+                        help="One row per quarter hour, hour, day, or the whole period.")(fn)
+
+
+def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    defaults = ReportSettings()
+
+    @click.option("--sl-seconds", type=click.IntRange(min=1), default=defaults.service_level_seconds,
+                  show_default=True, help="Service level threshold T: answered within T seconds.")
+    @click.option("--sl-definition", type=click.Choice([d.value for d in ServiceLevelDefinition]),
+                  default=defaults.service_level_definition.value, show_default=True,
+                  help="What the answered-within-T count is divided by.")
+    @click.option("--short-abandon-seconds", type=click.IntRange(min=0), default=defaults.short_abandon_seconds,
+                  show_default=True, help="Abandons under this many seconds are reported apart.")
+    @click.option("--repeat-window-hours", type=click.IntRange(min=1), default=defaults.repeat_call_window_hours,
+                  show_default=True, help="A caller calling again within this window was not resolved first time.")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, sl_seconds: int, sl_definition: str, short_abandon_seconds: int,
+                repeat_window_hours: int, **kwargs: Any) -> Any:
+        settings = ReportSettings(sl_seconds, ServiceLevelDefinition(sl_definition), short_abandon_seconds,
+                                  repeat_window_hours)
+        return fn(*args, settings=settings, **kwargs)
+    return wrapper
+
+
+def _output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @click.option("--json", "fmt", flag_value="json", help="One JSON object per line.")
+    @click.option("--csv", "fmt", flag_value="csv", help="CSV with a header row.")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, fmt: str | None, **kwargs: Any) -> Any:
+        return fn(*args, fmt=fmt or "table", **kwargs)
+    return wrapper
+
+
+class _Connection:
+    """The report's database connection, migrated first so an engine that never ran reports empty."""
+
+    def __init__(self, config_path: Path | None, data_dir: Path | None) -> None:
+        config = build_config(config_path, data_dir)
+        self.database = Database(config.database_dsn, config.data_dir)
+
+    def __enter__(self):
+        with self.database.connect(autocommit=True) as conn:
+            migrate(conn)
+        self.conn = self.database.connect()
+        return self.conn
+
+    def __exit__(self, *exc: Any) -> None:
+        self.conn.close()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, float):
+        return round(value, 6)
+    return value
+
+
+def _emit(rows: Iterable[dict[str, Any]], fmt: str, title: str, columns: list[tuple[str, str]],
+          caption: str = "") -> None:
+    """Rows as JSON lines, CSV (every field) or a rich table (the listed columns)."""
+    if fmt == "json":
+        for row in rows:
+            click.echo(json.dumps({k: _plain(v) for k, v in row.items()}, ensure_ascii=False))
+        return
+    if fmt == "csv":
+        writer: csv.DictWriter | None = None
+        for row in rows:
+            if writer is None:
+                writer = csv.DictWriter(sys.stdout, fieldnames=list(row), lineterminator="\n")
+                writer.writeheader()
+            writer.writerow({k: _plain(v) for k, v in row.items()})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*(heading for _, heading in columns), title=title, caption=caption or None)
+    count = 0
+    for row in rows:
+        table.add_row(*(_cell(row.get(key), key) for key, _ in columns))
+        count += 1
+    Console().print(table if count else f"{title}: nothing in this period")
+
+
+def _cell(value: Any, key: str) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    if isinstance(value, float):
+        if key in ("service_level", "abandon_rate", "transfer_rate", "first_contact_resolution", "occupancy",
+                   "utilisation", "packet_loss_percent"):
+            return f"{value:.1%}" if key != "packet_loss_percent" else f"{value:.2f}%"
+        return f"{value:.1f}"
+    return str(value)
+
+
+def _title(what: str, period: Period) -> str:
+    fmt = "%Y-%m-%d %H:%M"
+    return f"{what} {period.start.strftime(fmt)} to {period.end.strftime(fmt)} ({period.tz}, {period.interval})"
+
+
+def _period(bounds: tuple[datetime, datetime, str], interval: str = "total") -> Period:
+    start, end, tz = bounds
+    return Period(start, end, interval, tz)
+
+
+_KPI_COLUMNS = [("offered", "offered"), ("answered", "answered"), ("abandoned", "abandoned"),
+                ("short_abandoned", "short ab."), ("timed_out", "timeout"), ("service_level", "SL"),
+                ("asa_seconds", "ASA s"), ("aht_seconds", "AHT s"), ("avg_wait_seconds", "avg wait s"),
+                ("max_wait_seconds", "max wait s"), ("abandon_rate", "abandon"), ("transfer_rate", "transfer"),
+                ("first_contact_resolution", "FCR")]
+
+
+def _kpi_command(name: str, by: str, help_text: str) -> None:
+    @COMMAND.command(name, help=help_text)
+    @config_options
+    @_period_options
+    @_interval_option
+    @_settings_options
+    @_output_options
+    @friendly_errors
+    def command(config_path: Path | None, data_dir: Path | None, period_bounds, settings, interval: str,
+                fmt: str) -> None:
+        period = _period(period_bounds, interval)
+        with _Connection(config_path, data_dir) as conn:
+            rows = queue_kpis(conn, period, settings, by=by)
+        caption = (f"SL = {settings.describe_service_level()}; short abandons: under "
+                   f"{settings.short_abandon_seconds} s, left out of the abandon rate; FCR: no repeat call "
+                   f"within {settings.repeat_call_window_hours} h")
+        _emit(rows, fmt, _title(f"{by.capitalize()} KPIs", period),
+              [("interval_start", "from"), (by, by), *_KPI_COLUMNS], caption)
+
+
+_kpi_command("queues", "queue", "KPIs per queue: offered, answered, abandons, service level, ASA, AHT, waits, "
+                                "abandon/transfer rates, first-contact resolution.")
+_kpi_command("campaigns", "campaign", "The queue KPIs per campaign (calls without a campaign under '').")
+
+
+@COMMAND.command("agents")
+@config_options
+@_period_options
+@_interval_option
+@_settings_options
+@_output_options
+@friendly_errors
+def agents_command(config_path: Path | None, data_dir: Path | None, period_bounds, settings, interval: str,
+                   fmt: str) -> None:
+    """Per agent: calls answered and handled, ring-no-answers, talk/hold/wrap-up, AHT, logged-in and
+    paused time, occupancy (handle / (logged in - paused)) and utilisation (handle / logged in)."""
+    period = _period(period_bounds, interval)
+    with _Connection(config_path, data_dir) as conn:
+        rows = agent_kpis(conn, period, settings)
+    _emit(rows, fmt, _title("Agents", period),
+          [("interval_start", "from"), ("agent", "agent"), ("answered", "answered"), ("handled", "handled"),
+           ("ring_no_answer", "no answer"), ("transferred", "transferred"), ("aht_seconds", "AHT s"),
+           ("talk_seconds", "talk s"), ("hold_seconds", "hold s"), ("wrap_up_seconds", "wrap-up s"),
+           ("logged_in_seconds", "logged in s"), ("paused_seconds", "paused s"), ("occupancy", "occupancy"),
+           ("utilisation", "utilisation")])
+
+
+@COMMAND.command("lost")
+@config_options
+@_period_options
+@_settings_options
+@_output_options
+@friendly_errors
+def lost_command(config_path: Path | None, data_dir: Path | None, period_bounds, settings, fmt: str) -> None:
+    """Calls that left a queue without reaching an agent (abandoned or timed out): who called,
+    when, from which position, and how long they waited."""
+    period = _period(period_bounds)
+    with _Connection(config_path, data_dir) as conn:
+        rows = lost_calls(conn, period, settings)
+    _emit(rows, fmt, _title("Lost calls", period),
+          [("entered", "entered"), ("queue", "queue"), ("caller_id_number", "caller"),
+           ("caller_id_name", "name"), ("outcome", "outcome"), ("wait_seconds", "wait s"),
+           ("position", "position"), ("short_abandon", "short"), ("call_uuid", "uuid")],
+          f"short: abandoned under {settings.short_abandon_seconds} s")
+
+
+@COMMAND.command("cdrs")
+@config_options
+@_period_options
+@_output_options
+@friendly_errors
+def cdrs_command(config_path: Path | None, data_dir: Path | None, period_bounds, fmt: str) -> None:
+    """The CDRs of the legs that started in the period (every column with --json or --csv)."""
+    period = _period(period_bounds)
+    with _Connection(config_path, data_dir) as conn:
+        _emit(cdr_rows(conn, period), fmt, _title("CDRs", period),
+              [("start_stamp", "start"), ("uuid", "uuid"), ("direction", "dir"), ("caller_id_number", "caller"),
+               ("destination_number", "destination"), ("duration", "duration"), ("billsec", "billsec"),
+               ("hangup_cause", "hangup cause"), ("queue", "queue"), ("agent", "agent"),
+               ("wait_seconds", "wait s"), ("rtp_audio_in_mos", "MOS")])
+
+
+@COMMAND.command("prune")
+@config_options
+@click.option("--keep-days", type=click.IntRange(min=1), required=True,
+              help="Delete CDRs that ended, and queue events, more than this many days ago.")
+@friendly_errors
+def prune_command(config_path: Path | None, data_dir: Path | None, keep_days: int) -> None:
+    """Delete old CDRs and queue events (the engine also does this daily when retention is set)."""
+    with _Connection(config_path, data_dir) as conn:
+        try:
+            with conn.transaction():
+                deleted = prune(conn, keep_days)
+        except psycopg.Error as exc:
+            raise CallRouterError(f"prune failed: {exc}") from None
+    click.echo(f"deleted {deleted['cdr']} CDRs and {deleted['queue_log']} queue events older than {keep_days} days")
