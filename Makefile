@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 # The engine on its embedded defaults: built-in simulator, embedded PostgreSQL, demo traffic.
 run: $(STAMP)
-	$(BIN)/callrouter demo --live
+	$(BIN)/callrouter demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q

@@ -104,6 +104,7 @@ class MinimalRoute:
                                              regex="[0-9*#]")
             queue = MENU.get(digit, DEFAULT_QUEUE)
             call.mark_stage("queue", **{VAR_QUEUE: queue})
+            call.registry.stats.queued(call, queue)
         call.labels["queue"] = queue
         call.outcome = "abandoned"  # until an agent answers or the wait runs out
         self._wait_for_agent(call)

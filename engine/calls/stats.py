@@ -22,6 +22,11 @@ class CallStats:
     def offered_call(self, call: Any) -> None:
         self.offered += 1
         self.active += 1
+        if entry := call.caller.variables.get("callrouter_entry"):
+            self.by_entry[entry] += 1
+
+    def queued(self, call: Any, queue: str) -> None:
+        self.by_queue[queue] += 1
 
     def finished(self, call: Any) -> None:
         self.active -= 1
@@ -30,10 +35,6 @@ class CallStats:
         self.outcomes[outcome] += 1
         if outcome == "abandoned":
             self.abandoned += 1
-        if entry := call.labels.get("entry"):
-            self.by_entry[entry] += 1
-        if queue := call.labels.get("queue"):
-            self.by_queue[queue] += 1
         self.hangup_causes[call.caller.hangup_cause or "UNKNOWN"] += 1
 
     def connected(self, call: Any) -> None:

@@ -57,7 +57,7 @@ def _scenario_agents(scenario_path: Path) -> tuple[str, ...]:
 def _live_table(status: dict, elapsed: float):
     from rich.table import Table
 
-    table = Table(title=f"callrouter demo — {elapsed:.0f} s (Ctrl-C to stop)", show_header=False)
+    table = Table(title=f"callrouter demo, {elapsed:.0f} s", caption="Ctrl-C to stop", show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
     nodes = ", ".join(f"{n['name']} {'up' if n['up'] else 'DOWN'}" for n in status["nodes"])
@@ -66,8 +66,8 @@ def _live_table(status: dict, elapsed: float):
             ("abandoned", status["calls_abandoned"]), ("in progress", status["calls_active"]),
             ("waiting for an agent", status["callers_waiting"]), ("agents free", status["agents_free"])]
     rows += [(f"  in {stage}", n) for stage, n in sorted(status["calls_by_stage"].items())]
-    rows += [(f"queue {q}", n) for q, n in sorted(status["routed_per_queue"].items())]
-    rows += [(f"cause {c}", n) for c, n in sorted(status["hangup_causes"].items())]
+    rows += [(f"queued for {q}", n) for q, n in sorted(status["routed_per_queue"].items())]
+    rows += [(f"ended {c}", n) for c, n in sorted(status["hangup_causes"].items())]
     for label, value in rows:
         table.add_row(label, str(value))
     return table
@@ -104,7 +104,9 @@ def COMMAND(config_path: Path | None, data_dir: Path | None, scenario: Path | No
                "--password", SIM_PASSWORD]
     if truth_file:
         command += ["--truth-file", str(truth_file)]
-    simulator = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    simulator_log = (config.data_dir / "demo-simulator.log").open("w")
+    simulator = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=simulator_log, stderr=subprocess.STDOUT)
     engine = None
     try:
         _wait_for_port(port, simulator)
@@ -119,6 +121,7 @@ def COMMAND(config_path: Path | None, data_dir: Path | None, scenario: Path | No
             simulator.wait(10)
         except subprocess.TimeoutExpired:
             simulator.kill()
+        simulator_log.close()
     summary = {k: v for k, v in engine.status().items() if k not in ("instance", "nodes", "calls_by_stage")}
     summary["duration_seconds"] = summary.pop("uptime_seconds")
     click.echo(json.dumps(summary, indent=None if as_json else 2, sort_keys=True))

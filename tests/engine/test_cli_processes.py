@@ -121,3 +121,16 @@ def test_db_migrate_on_the_embedded_database(tmp_path):
     assert "applied 0001_engine" in first.stdout
     again = callrouter("db", "migrate", "--data-dir", str(tmp_path))
     assert "up to date" in again.stdout
+
+
+def test_demo_runs_engine_simulator_and_database_and_prints_a_summary(tmp_path):
+    truth = tmp_path / "truth.jsonl"
+    result = callrouter("demo", "--duration", "12", "--json", "--data-dir", str(tmp_path / "var"),
+                        "--truth-file", str(truth), timeout=90)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["calls_offered"] >= 3 and summary["calls_answered"] >= 1, summary
+    assert set(summary["routed_per_queue"]) <= {"sales", "support", "general"}
+    assert (tmp_path / "var" / "pgdata" / "PG_VERSION").exists(), "the embedded PostgreSQL was used"
+    bridged = [r for r in map(json.loads, truth.read_text().splitlines()) if r["agent"]]
+    assert len(bridged) <= summary["calls_answered"]
