@@ -120,14 +120,18 @@ class CallRegistry:
 
     @staticmethod
     def _engine_vars(node: Any, uuid: str) -> dict[str, str]:
-        found: dict[str, str] = {}
-        for name in ENGINE_VARS:
-            try:
-                value = node.api(commands.getvar(uuid, name))
-            except EslError:
-                return {}
-            if value and value != "_undef_" and not value.startswith("-ERR"):
-                found[name] = value
+        """The engine's variables on a channel; two look-ups for a channel that is not ours."""
+        def lookup(names: tuple[str, ...]) -> dict[str, str]:
+            values = {name: node.api(commands.getvar(uuid, name)) for name in names}
+            return {k: v for k, v in values.items() if v and v != "_undef_" and not v.startswith("-ERR")}
+
+        markers = (VAR_ENTRY, VAR_PARENT)  # a caller parked for the engine, or a leg it originated
+        try:
+            found = lookup(markers)
+            if found:
+                found.update(lookup(tuple(v for v in ENGINE_VARS if v not in markers)))
+        except EslError:
+            return {}
         return found
 
     # --- shutdown -----------------------------------------------------------------------------------
