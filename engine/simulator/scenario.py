@@ -5,6 +5,19 @@ through yaml's node API (compose) rather than yaml.safe_load so that every value
 file:line:column for error messages, duplicate keys are refused instead of silently overwritten,
 and YAML 1.1's implicit typing never applies: a scalar is a string unless the schema asks for a
 number, so `on`, `9:30` and `010` stay what the operator wrote.
+
+Keys (times in seconds; a distribution is a number or one of `fixed: N`, `uniform: {min, max}`,
+`exponential: {mean}`, `lognormal: {mean, sd}`; scenarios/demo.yaml shows them all):
+  seed, duration (of inbound traffic), start_time (HH:MM the simulated day starts at)
+  nodes: [{name, port, password}]              one simulated FreeSWITCH each
+  park_variables: {name: value}                what the dialplan sets on inbound calls before park
+  inbound: arrivals (per_hour | profile: [{from: HH:MM, per_hour}] | calls: [{at, number, dnis, kind}]),
+           numbers (caller id patterns, X = a digit), names, dnis (number or {number: weight}),
+           nodes, kinds: {name: {weight, digits, think, patience, talk}}
+  agents: [{ids ("1001-1008" or a list), node, ring, answer_probability, busy_probability,
+            talk, hangup_share}]
+  outbound: gateway, destinations: [{match (regex), answer, busy, no_answer, machine, invalid,
+            answer_delay, greeting, machine_greeting, patience, talk}]
 """
 from __future__ import annotations
 
