@@ -35,7 +35,7 @@ def by_uuid(sim: Simulation) -> dict[str, CallRecord]:
 NO_ENGINE = """
 nodes: [{name: sim1, port: 0}]
 duration: 10800
-park_variables: {park_timeout: "30"}
+park_variables: {park_timeout: "30:NORMAL_TEMPORARY_FAILURE"}
 inbound:
   arrivals: {per_hour: 600}
   numbers: ["+1555XXXXXXX"]
@@ -55,7 +55,7 @@ def test_without_an_engine_calls_end_by_patience_or_park_timeout(tmp_path: Path)
     for r in records:
         waited = r.hangup_at - r.arrived_at
         if r.hung_up_by == "switch":
-            assert r.hangup_cause == "RECOVERY_ON_TIMER_EXPIRE"
+            assert r.hangup_cause == "NORMAL_TEMPORARY_FAILURE"  # the cause the dialplan gave park_timeout
             assert waited == pytest.approx(30, abs=0.5)
         else:
             assert (r.hung_up_by, r.hangup_cause) == ("caller", "ORIGINATOR_CANCEL")
