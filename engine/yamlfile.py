@@ -3,8 +3,9 @@
 PyYAML follows YAML 1.1: unquoted `on`/`off`/`yes`/`no` become booleans, `9:30` becomes 570
 (base 60), `010` becomes 8, and a duplicate key silently replaces the first. For routing files
 (times of day, digits, DNIS) each of those is a trap, so this loader builds values from
-PyYAML's node tree itself: a plain scalar is `null`, `true`/`false`, a decimal int or float,
-or else the string as written; duplicate keys and non-scalar keys are errors. Mappings and
+PyYAML's node tree itself: a plain scalar is `null`, `true`/`false`, a decimal int or float
+whose text it gives back exactly (str(value) == what was typed), or else the string as written;
+duplicate keys and non-scalar keys are errors. Mappings and
 sequences remember where each value stood so validators can point at it.
 """
 from __future__ import annotations
@@ -18,8 +19,10 @@ import yaml
 
 from engine.errors import ConfigError
 
-_INT = re.compile(r"[-+]?(0|[1-9][0-9_]*)\Z")
-_FLOAT = re.compile(r"[-+]?([0-9][0-9_]*)?\.[0-9]+([eE][-+]?[0-9]+)?\Z")
+# Only spellings that turn back into the same text: `+4420...` (E.164), `1_000`, `010`, `1.50`
+# and `1e3` stay text, so a phone number, a PIN or a version typed unquoted is never altered.
+_INT = re.compile(r"-?(0|[1-9][0-9]*)\Z")
+_FLOAT = re.compile(r"-?(0|[1-9][0-9]*)\.[0-9]*[1-9]\Z|-?(0|[1-9][0-9]*)\.0\Z")
 _NULL = {"", "~", "null", "Null", "NULL"}
 _BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
 
@@ -73,9 +76,9 @@ def _scalar(node: yaml.ScalarNode) -> Any:
     if text in _BOOL:
         return _BOOL[text]
     if _INT.match(text):
-        return int(text.replace("_", ""))
+        return int(text)
     if _FLOAT.match(text):
-        return float(text.replace("_", ""))
+        return float(text)
     return text
 
 

@@ -5,6 +5,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.config import Secret, load_config, parse_node_spec
 from engine.errors import ConfigError
@@ -26,12 +28,23 @@ def test_example_config_documents_every_key_and_loads(monkeypatch):
 
 @pytest.mark.parametrize("text, expected", [
     ("a: on", "on"), ("a: off", "off"), ("a: yes", "yes"), ("a: no", "no"),
-    ("a: 9:30", "9:30"), ("a: 010", "010"), ("a: 0x1F", "0x1F"), ("a: 1_0", 10),
+    ("a: 9:30", "9:30"), ("a: 010", "010"), ("a: 0x1F", "0x1F"), ("a: 1_0", "1_0"),
     ("a: 12", 12), ("a: 1.5", 1.5), ("a: true", True), ("a: ~", None), ("a: '010'", "010"),
-    ("a: 2024-01-01", "2024-01-01"),
+    ("a: 2024-01-01", "2024-01-01"), ("a: +442079460000", "+442079460000"), ("a: 1.50", "1.50"),
+    ("a: 1e3", "1e3"), ("a: -7", -7), ("a: 2.0", 2.0), ("a: .5", ".5"),
 ])
 def test_yaml_scalars_mean_the_text_typed(text, expected):
     assert loads(text)["a"] == expected
+
+
+@given(st.text(alphabet="0123456789+-._e:", min_size=1, max_size=12))
+def test_a_plain_number_always_gives_back_the_text_typed(text):
+    try:
+        value = loads(f"a: {text}")["a"]
+    except ConfigError:
+        return  # not a scalar YAML accepts here (e.g. a lone '-' starts a list)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        assert str(value) == text
 
 
 def test_yaml_keys_stay_text():
