@@ -11,36 +11,24 @@ import pytest
 
 from engine.app import Engine
 from engine.config import Config, EslSettings, FreeswitchNode, RouteSettings, Secret
-from engine.simulator.clock import RealClock
-from engine.simulator.population import Population
+from engine.simulator.runner import Simulation
 from engine.simulator.scenario import load_scenario
 from engine.simulator.server import EslServer
-from engine.simulator.switch import Switch
-from engine.simulator.truth import TruthRecorder
 
 
-class Centre:
+class Centre(Simulation):
+    """One simulated node from a scenario text, on a free port, with the ground truth kept."""
+
     def __init__(self, scenario_text: str, tmp_path: Path) -> None:
         path = tmp_path / "scenario.yaml"
         path.write_text(scenario_text)
-        self.scenario = load_scenario(path)
-        self.clock = RealClock()
-        self.switch = Switch(clock=self.clock, hostname="sim1", switchname="sim1", seed=1)
-        self.switch.park_variables.update(dict(self.scenario.park_variables))
-        self.server = EslServer(self.switch, host="127.0.0.1", port=0, password="ClueCon")
-        self.truth = TruthRecorder()
-        self.population = Population(self.scenario, {"sim1": self.switch}, self.clock, recorder=self.truth)
+        super().__init__(load_scenario(path), port=0, password="ClueCon")
+        self.truth = self.recorder
+        self.switch = self.nodes["sim1"].switch
 
-    def start(self) -> "Centre":
-        self.server.start()
-        self.population.start()
-        return self
-
-    def stop(self) -> None:
-        self.population.stop()
-        self.switch.hupall("MANAGER_REQUEST")
-        self.server.stop()
-        self.switch.shutdown()
+    @property
+    def server(self) -> EslServer:
+        return self.nodes["sim1"].server
 
     def config(self, tmp_path: Path, **route: object) -> Config:
         agents = tuple(a for spec in self.scenario.agents for a in spec.ids)
@@ -70,7 +58,8 @@ def centre_factory(tmp_path):
     def make(scenario_text: str) -> Centre:
         centre = Centre(scenario_text, tmp_path)
         made.append(centre)
-        return centre.start()
+        centre.start()
+        return centre
 
     yield make
     for centre in made:
