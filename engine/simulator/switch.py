@@ -105,7 +105,7 @@ class Switch:
     """One simulated FreeSWITCH node. See the module docstring."""
 
     def __init__(self, clock, hostname: str = "sim1", switchname: str | None = None,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, heartbeat_interval: float = 20.0) -> None:
         self.clock = clock
         self.hostname = hostname
         self.switchname = switchname or hostname
@@ -116,7 +116,7 @@ class Switch:
         self.ipv6 = "::1"
         self.park_variables: dict[str, str] = {}
         self.default_file_seconds = 3.0
-        self.heartbeat_interval = 20.0
+        self.heartbeat_interval = heartbeat_interval  # FreeSWITCH's event-heartbeat-interval
         self.applications = dict(APPLICATIONS)
         self.channels: dict[str, Channel] = {}
         self.users: dict[str, Endpoint] = {}
