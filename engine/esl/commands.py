@@ -252,3 +252,60 @@ def play_and_get_digits(min_digits: int, max_digits: int, tries: int, timeout_ms
     check_var_name(var)
     return (f"{min_digits} {max_digits} {tries} {timeout_ms} {terminators} {prompt} {invalid_prompt} {var} "
             f"{regex} {digit_timeout_ms}")
+
+
+# -- what the IVR sends (engine/ivr) -------------------------------------------------------------
+
+SAY_TYPES = frozenset({"NUMBER", "ITEMS", "PERSONS", "MESSAGES", "CURRENCY", "TIME_MEASUREMENT", "CURRENT_DATE",
+                       "CURRENT_TIME", "CURRENT_DATE_TIME", "TELEPHONE_NUMBER", "TELEPHONE_EXTENSION",
+                       "SHORT_DATE_TIME"})
+SAY_METHODS = frozenset({"N/A", "PRONOUNCED", "ITERATED", "COUNTED"})
+_SAY_MODULE = re.compile(r"[a-z]{2}\Z")
+_SAY_TEXT = re.compile(r"[0-9A-Za-z.+\-*#:]{1,64}\Z")
+_DIALPLAN_WORD = re.compile(r"[0-9A-Za-z*#+_.\-]{1,64}\Z")
+
+
+def say(module: str, say_type: str, method: str, text: str) -> str:
+    """The argument of the `say` application: `<module> <type> <method> <text>`.
+
+    The text is what is read out (a number, digits, an amount): refused unless it is a short
+    run of digits, letters and number punctuation, since it usually comes from a variable.
+    """
+    if not _SAY_MODULE.match(module or ""):
+        raise UnsafeValue(f"not a say module (two-letter language): {module!r}")
+    if say_type not in SAY_TYPES or method not in SAY_METHODS:
+        raise UnsafeValue(f"not a say type/method: {say_type!r} {method!r}")
+    if not isinstance(text, str) or not _SAY_TEXT.match(text):
+        raise UnsafeValue(f"cannot be read out safely: {str(text)[:60]!r}")
+    return f"{module} {say_type} {method} {text}"
+
+
+def record(path: str, time_limit_seconds: int, silence_threshold: int = 200, silence_hits: int = 5) -> str:
+    """The argument of the `record` application: `<path> <time_limit> <silence_thresh> <silence_hits>`."""
+    check_data(path, "recording path")
+    if not path or any(ch.isspace() for ch in path) or "://" in path:
+        raise UnsafeValue(f"a recording path must be a file path without spaces: {path!r}")
+    if time_limit_seconds < 1 or silence_threshold < 0 or silence_hits < 0:
+        raise UnsafeValue("record needs a time limit >= 1 s and non-negative silence settings")
+    return f"{path} {int(time_limit_seconds)} {int(silence_threshold)} {int(silence_hits)}"
+
+
+def uuid_transfer(uuid: str, destination: str, dialplan: str = "XML", context: str = "default") -> str:
+    """`uuid_transfer <uuid> <dest> <dialplan> <context>`: the channel leaves the engine's park
+    and runs the dialplan again at that extension."""
+    for what, value in (("destination", destination), ("dialplan", dialplan), ("context", context)):
+        if not isinstance(value, str) or not _DIALPLAN_WORD.match(value):
+            raise UnsafeValue(f"not a valid transfer {what}: {value!r}")
+    return f"uuid_transfer {check_uuid(uuid)} {destination} {dialplan} {context}"
+
+
+def file_string(paths: Iterable[str]) -> str:
+    """Several sound paths as one playable `file_string://a!b` (one path stays as it is)."""
+    items = list(paths)
+    for path in items:
+        check_data(path, "sound path")
+        if not path or "!" in path or any(ch.isspace() for ch in path):
+            raise UnsafeValue(f"a sound path in a file_string cannot be empty or hold '!' or spaces: {path!r}")
+    if not items:
+        raise UnsafeValue("no sound to play")
+    return items[0] if len(items) == 1 else "file_string://" + "!".join(items)

@@ -44,3 +44,47 @@ def test_play_and_get_digits_refuses_impossible_counts(numbers):
     lo, hi, tries = numbers
     with pytest.raises(UnsafeValue):
         commands.play_and_get_digits(lo, hi, tries, 1000, "#", "p", "i", "v", r"\d", 1000)
+
+
+# -- IVR builders ------------------------------------------------------------------------------
+
+def test_say_argument_is_module_type_method_text():
+    assert commands.say("en", "NUMBER", "PRONOUNCED", "42") == "en NUMBER PRONOUNCED 42"
+    assert commands.say("ru", "CURRENCY", "PRONOUNCED", "1990.50") == "ru CURRENCY PRONOUNCED 1990.50"
+
+
+@pytest.mark.parametrize("args", [
+    ("en", "NUMBER", "PRONOUNCED", "4 2"), ("en", "NUMBER", "PRONOUNCED", "1\n2"),
+    ("en", "NUMBER", "PRONOUNCED", "${system(x)}"), ("en", "NUMBER", "PRONOUNCED", ""),
+    ("english", "NUMBER", "PRONOUNCED", "1"), ("en", "SYSTEM", "PRONOUNCED", "1"), ("en", "NUMBER", "LOUD", "1"),
+])
+def test_say_refuses_text_that_could_carry_anything_but_a_value(args):
+    with pytest.raises(UnsafeValue):
+        commands.say(*args)
+
+
+def test_record_argument_and_its_refusals():
+    assert commands.record("/var/rec/vm/a.wav", 120) == "/var/rec/vm/a.wav 120 200 5"
+    for bad in ("/var/rec/my file.wav", "/x\n.wav", "", "http://x/y.wav", "/r/${uuid}.wav"):
+        with pytest.raises(UnsafeValue):
+            commands.record(bad, 60)
+    with pytest.raises(UnsafeValue):
+        commands.record("/r/a.wav", 0)
+
+
+def test_uuid_transfer_takes_only_dialplan_words():
+    uuid = "0f6d2f5e-8f0b-4d6e-9d3e-2c1a0b9e8d7c"
+    assert commands.uuid_transfer(uuid, "1000", "XML", "default") == f"uuid_transfer {uuid} 1000 XML default"
+    for dest in ("10 00", "1000\n", "${x}", "", "a;b"):
+        with pytest.raises(UnsafeValue):
+            commands.uuid_transfer(uuid, dest)
+    with pytest.raises(UnsafeValue):
+        commands.uuid_transfer("not-a-uuid", "1000")
+
+
+def test_file_string_joins_sounds_and_refuses_separators_inside_them():
+    assert commands.file_string(["a.wav"]) == "a.wav"
+    assert commands.file_string(["a.wav", "tone_stream://%(100,0,440)"]) == "file_string://a.wav!tone_stream://%(100,0,440)"
+    for bad in (["a!b.wav"], ["a b.wav"], [], [""]):
+        with pytest.raises(UnsafeValue):
+            commands.file_string(bad)

@@ -1,0 +1,54 @@
+"""What the IVR needs from the rest of the engine, as narrow interfaces: the queue (the ACD, or
+until it lands the spine's agent pool) and the outcome vocabulary of a queue wait."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Protocol
+
+if TYPE_CHECKING:
+    from engine.calls.call import Call
+
+# QueueOutcome.result values
+ANSWERED = "answered"  # talked to an agent, who hung up first: the caller is still on the line
+TIMEOUT = "timeout"  # max_wait passed without an agent
+NO_AGENTS = "no_agents"  # nobody is logged in to serve the queue: waiting is pointless
+
+
+@dataclass(frozen=True)
+class QueueOutcome:
+    result: str
+    agent: str = ""
+    waited: float = 0.0  # seconds in the queue
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    agents_available: int
+    calls_waiting: int
+    estimated_wait: float  # seconds a caller joining now would wait
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a waiting caller stands, for the periodic announcement."""
+
+    position: int  # 1 = next
+    estimated_wait: float  # seconds
+
+
+Announce = Callable[[Position], None]
+
+
+class QueuePort(Protocol):
+    def enqueue(self, call: "Call", queue: str, *, skills: tuple[str, ...], priority: int, max_wait: float,
+                announce: Announce | None = None, announce_every: float = 30.0) -> QueueOutcome:
+        """Wait in `queue` (hold music is the port's) until an agent has talked to the caller, the
+        wait runs out, or nobody can serve the queue. Runs in the call's greenlet; every
+        `announce_every` seconds of waiting it calls `announce` there (the IVR stops the music,
+        plays the announcement and returns; the port resumes the music). The caller hanging up
+        raises CallGone, as every wait on a call does."""
+        ...
+
+    def status(self, queue: str) -> QueueStatus:
+        """The queue now, for conditions (agents_available, estimated_wait): no I/O, no waiting."""
+        ...
