@@ -1,10 +1,9 @@
 """The scenario YAML of the simulator: who calls, who answers, which numbers exist, on which nodes.
 
 `load_scenario(path)` reads and validates a scenario into plain frozen dataclasses. The YAML is read
-through yaml's node API (compose) rather than yaml.safe_load so that every value keeps its
-file:line:column for error messages, duplicate keys are refused instead of silently overwritten,
-and YAML 1.1's implicit typing never applies: a scalar is a string unless the schema asks for a
-number, so `on`, `9:30` and `010` stay what the operator wrote.
+as engine.yamlfile.Value nodes: every value keeps its file:line:column for error messages,
+duplicate keys are refused, and YAML 1.1's implicit typing never applies: a scalar is a string
+unless the schema asks for a number, so `on`, `9:30` and `010` stay what the operator wrote.
 
 Keys (times in seconds; a distribution is a number or one of `fixed: N`, `uniform: {min, max}`,
 `exponential: {mean}`, `lognormal: {mean, sd}`; scenarios/demo.yaml shows them all):
@@ -29,158 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
-import yaml
-
 from engine.errors import ConfigError
+from engine.yamlfile import Value, load_node as compose_file
 
 BUNDLED_DIR = Path(__file__).with_name("scenarios")
 DTMF_CHARS = frozenset("0123456789*#ABCD")
 DEFAULT_PASSWORD = "ClueCon"
-_DECIMAL = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
-_INTEGER = re.compile(r"[-+]?\d+")
-_TIME_OF_DAY = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
-
-
-# --------------------------------------------------------------------------- YAML with marks
-class Value:
-    """One YAML node with its place in the file; converts itself on demand to what the schema wants."""
-
-    def __init__(self, node: yaml.Node, path: str, source: str) -> None:
-        self.node = node
-        self.path = path  # the dotted place in the scenario, for messages: agents[0].ring
-        self._source = source
-
-    @property
-    def where(self) -> str:
-        mark = self.node.start_mark
-        return f"{self._source}:{mark.line + 1}:{mark.column + 1}"
-
-    def error(self, message: str) -> ConfigError:
-        return ConfigError(f"{self.where}: {message}")
-
-    @property
-    def label(self) -> str:
-        return self.path or "the scenario"
-
-    def _child(self, node: yaml.Node, path: str) -> "Value":
-        return Value(node, path, self._source)
-
-    def is_mapping(self) -> bool:
-        return isinstance(self.node, yaml.MappingNode)
-
-    def is_sequence(self) -> bool:
-        return isinstance(self.node, yaml.SequenceNode)
-
-    def mapping(self) -> dict[str, "Value"]:
-        """The keys and values of a mapping, refusing duplicate and non-text keys."""
-        if not self.is_mapping():
-            raise self.error(f"{self.label} must be a mapping of `key: value` lines")
-        items: dict[str, Value] = {}
-        for key_node, value_node in self.node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise Value(key_node, self.path, self._source).error(f"a key in {self.path} must be plain text")
-            key = key_node.value
-            if key in items:
-                first = items[key].node.start_mark.line + 1
-                raise Value(key_node, self.path, self._source).error(
-                    f"duplicate key '{key}' in {self.label} (first given on line {first}); remove one of them")
-            items[key] = self._child(value_node, f"{self.path}.{key}" if self.path else key)
-        return items
-
-    def fields(self, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()) -> dict[str, "Value"]:
-        """A mapping with exactly these keys allowed; unknown keys are errors (typos must not pass)."""
-        items = self.mapping()
-        allowed = required + optional
-        for key in items:
-            if key not in allowed:
-                key_mark = Value(self._key_node(key), self.path, self._source)
-                close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.75)
-                hint = f"did you mean '{close[0]}'?" if close else f"expected one of: {', '.join(allowed)}"
-                raise key_mark.error(f"unknown key '{key}' in {self.label}; {hint}")
-        for key in required:
-            if key not in items:
-                raise self.error(f"{self.label} is missing '{key}'")
-        return items
-
-    def _key_node(self, key: str) -> yaml.Node:
-        return next(k for k, _ in self.node.value if isinstance(k, yaml.ScalarNode) and k.value == key)
-
-    def sequence(self) -> list["Value"]:
-        if not self.is_sequence():
-            raise self.error(f"{self.path} must be a list (lines starting with '- ')")
-        return [self._child(node, f"{self.path}[{i}]") for i, node in enumerate(self.node.value)]
-
-    def text(self) -> str:
-        """The scalar exactly as written (a string, whatever YAML 1.1 would have made of it)."""
-        if not isinstance(self.node, yaml.ScalarNode):
-            raise self.error(f"{self.path} must be a single value, not a list or mapping")
-        if self.node.value == "" and self.node.style is None:
-            raise self.error(f"{self.path} has no value")
-        return self.node.value
-
-    def number(self, *, minimum: float | None = None, maximum: float | None = None,
-               above: float | None = None) -> float:
-        raw = self.text()
-        if not _DECIMAL.fullmatch(raw):
-            raise self.error(f"{self.path} must be a number, not '{raw}'")
-        value = float(raw)
-        if minimum is not None and value < minimum:
-            raise self.error(f"{self.path} must be at least {minimum:g}, not {raw}")
-        if maximum is not None and value > maximum:
-            raise self.error(f"{self.path} must be at most {maximum:g}, not {raw}")
-        if above is not None and value <= above:
-            raise self.error(f"{self.path} must be more than {above:g}, not {raw}")
-        return value
-
-    def integer(self, *, minimum: int | None = None, maximum: int | None = None) -> int:
-        raw = self.text()
-        if not _INTEGER.fullmatch(raw):
-            raise self.error(f"{self.path} must be a whole number, not '{raw}'")
-        value = int(raw)
-        if minimum is not None and value < minimum:
-            raise self.error(f"{self.path} must be at least {minimum}, not {raw}")
-        if maximum is not None and value > maximum:
-            raise self.error(f"{self.path} must be at most {maximum}, not {raw}")
-        return value
-
-    def probability(self) -> float:
-        raw = self.text()
-        if not _DECIMAL.fullmatch(raw) or not 0.0 <= float(raw) <= 1.0:
-            raise self.error(f"{self.path} must be a probability between 0 and 1, not '{raw}'")
-        return float(raw)
-
-    def time_of_day(self) -> int:
-        """HH:MM as seconds after midnight."""
-        raw = self.text()
-        match = _TIME_OF_DAY.fullmatch(raw)
-        if not match:
-            raise self.error(f"{self.path} must be a time of day as HH:MM (24 h), not '{raw}'")
-        return int(match[1]) * 3600 + int(match[2]) * 60
-
-
-def compose_file(path: str | Path) -> Value:
-    """The root node of a YAML file, with YAML syntax errors turned into file:line:col messages."""
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read the file: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{source}: the file is not UTF-8 text") from exc
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        place = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        opened = exc.context_mark if exc.problem and exc.context else None
-        hint = (f" ({exc.context} that starts at line {opened.line + 1}, column {opened.column + 1})"
-                if opened else "")
-        raise ConfigError(f"{place}: not valid YAML: {exc.problem or exc.context}{hint}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
-    if root is None:
-        raise ConfigError(f"{source}:1:1: the file is empty")
-    return Value(root, "", source)
 
 
 # --------------------------------------------------------------------------- distributions
