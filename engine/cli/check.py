@@ -8,18 +8,25 @@ import click
 
 from engine.config import load_config
 from engine.errors import ConfigError
-from engine.yamlfile import load
+from engine.ivr.loader import Checks, FlowErrors, build_flowset, flow_files
 
 
 @click.command("check")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Also validate this engine configuration file.")
-def COMMAND(paths: tuple[Path, ...], config_path: Path | None) -> None:
-    """Validate YAML files and directories of call flows; print file:line:col for every mistake.
+@click.option("--queue", "queues", multiple=True, metavar="NAME",
+              help="A queue that exists (repeat the option); when given, flows naming other queues fail.")
+@click.option("--sounds", "sounds_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="FreeSWITCH's sound directory; when given, every prompt file must exist under it.")
+def COMMAND(paths: tuple[Path, ...], config_path: Path | None, queues: tuple[str, ...],
+            sounds_dir: Path | None) -> None:
+    """Validate the engine configuration and call flows (files or directories); print
+    file:line:col and what is wrong for every mistake.
 
-    Exit status 0 when everything is valid, 1 otherwise. The engine runs the same validation when
-    it loads or reloads the files, so what passes here loads there.
+    The flows given together are checked as one set (transfers between flows, entries taken
+    twice), exactly as the engine loads and reloads them, so what passes here loads there.
+    Exit status 0 when everything is valid, 1 otherwise.
     """
     errors: list[str] = []
     checked = 0
@@ -29,14 +36,13 @@ def COMMAND(paths: tuple[Path, ...], config_path: Path | None) -> None:
             load_config(config_path)
         except ConfigError as exc:
             errors.append(str(exc))
-    for path in paths:
-        files = sorted(path.rglob("*.yaml")) + sorted(path.rglob("*.yml")) if path.is_dir() else [path]
-        for file in files:
-            checked += 1
-            try:
-                load(file)
-            except ConfigError as exc:
-                errors.append(str(exc))
+    files = [f for path in paths for f in (flow_files(path) if path.is_dir() else [path])]
+    if files:
+        checked += len(files)
+        try:
+            build_flowset(files, Checks(queues=frozenset(queues) if queues else None, sounds_dir=sounds_dir))
+        except FlowErrors as exc:
+            errors.extend(str(e) for e in exc.errors)
     for error in errors:
         click.echo(error, err=True)
     click.echo(f"checked {checked} file(s): " + (f"{len(errors)} error(s)" if errors else "all valid"))

@@ -226,6 +226,15 @@ class _FileReader:
                                       f"or a `say:` item, not {_kind(item)}")
         return tuple(out)
 
+    def file_prompt(self, value: Any, mark: Mark, what: str) -> Prompt:
+        """A prompt played while digits are collected: sounds only (FreeSWITCH plays it as one file)."""
+        prompt = self.prompt(value, mark, what)
+        if any(isinstance(item, Say) for item in prompt):
+            self.error(mark, f"{what} is played while collecting digits and cannot hold `say:` items; "
+                             f"put them in a play node before it")
+            return tuple(item for item in prompt if not isinstance(item, Say))
+        return prompt
+
     def sound(self, path: str, mark: Mark, what: str) -> str:
         if any(ch.isspace() for ch in path) or "${" in path:
             self.error(mark, f"{what}: '{path}' may not contain spaces or ${{variables}}")
@@ -390,6 +399,7 @@ class _FileReader:
         edges = {outcome: self.node_ref(m, key, what) for key, outcome in EDGE_KEYS.items() if key in m}
         base = dict(name=name, where=str(mark), edges=edges)
         p = lambda key: self.prompt(m.get(key), m.mark_of(key), f"{what}.{key}")  # noqa: E731
+        fp = lambda key: self.file_prompt(m.get(key), m.mark_of(key), f"{what}.{key}")  # noqa: E731
         ms = lambda key, default: int(self.number(m, key, what, default, low=0.5, high=600) * 1000)  # noqa: E731
         if kind == "play":
             return Play(**base, prompt=p("prompt"))
@@ -403,7 +413,7 @@ class _FileReader:
                 edges[digit] = self.node_ref(options, digit, f"{what}.options")
             if isinstance(m.get("options"), YamlMap) and not options:
                 self.error(m.mark_of("options"), f"{what}.options is empty; a menu needs at least one option")
-            return Menu(**base, prompt=p("prompt"), invalid_prompt=p("invalid_prompt"),
+            return Menu(**base, prompt=fp("prompt"), invalid_prompt=p("invalid_prompt"),
                         timeout_prompt=p("timeout_prompt"),
                         tries=int(self.number(m, "tries", what, 3, low=1, high=10, whole=True)),
                         timeout_ms=ms("timeout", 5))
@@ -421,7 +431,7 @@ class _FileReader:
                     raise re.error("it may not contain spaces or ${")
             except re.error as exc:
                 self.error(m.mark_of("pattern"), f"{what}.pattern is not a valid pattern: {exc}")
-            return Collect(**base, prompt=p("prompt"), invalid_prompt=p("invalid_prompt"), into=into,
+            return Collect(**base, prompt=fp("prompt"), invalid_prompt=fp("invalid_prompt"), into=into,
                            min_digits=low, max_digits=high, terminators=terminators or "none", pattern=pattern,
                            tries=int(self.number(m, "tries", what, 3, low=1, high=10, whole=True)),
                            timeout_ms=ms("timeout", 5), digit_timeout_ms=ms("digit_timeout", 3))
@@ -477,12 +487,12 @@ class _FileReader:
             return Record(**base, prompt=p("prompt"), beep=self.sound(beep, m.mark_of("beep"), what), mailbox=mailbox,
                           max_seconds=int(self.number(m, "max_seconds", what, 120, low=1, high=3600, whole=True)))
         if kind == "survey":
-            return self.survey(m, base, what, p, ms)
+            return self.survey(m, base, what, fp, ms)
         if kind == "callback":
             accept = self.digits(m, "accept", what, "1")
             if len(accept) != 1:
                 self.error(m.mark_of("accept"), f"{what}.accept must be one key of the phone")
-            return Callback(**base, prompt=p("prompt"), confirm=p("confirm"), accept=accept or "1",
+            return Callback(**base, prompt=fp("prompt"), confirm=p("confirm"), accept=accept or "1",
                             queue=self.queue(m, "queue", what), timeout_ms=ms("timeout", 5))
         if kind == "lookup":
             return self.lookup(m, base, what)
@@ -584,7 +594,8 @@ class _FileReader:
             answers = self.digits(qm, "answers", where)
             if not answers:
                 self.error(qm.mark_of("answers"), f"{where}.answers must list the keys allowed, like \"12345\"")
-            parsed.append(Question(qid, self.prompt(qm["prompt"], qm.mark_of("prompt"), where), answers))
+            parsed.append(Question(qid, self.file_prompt(qm["prompt"], qm.mark_of("prompt"), f"{where}.prompt"),
+                                   answers))
         if isinstance(m.get("questions"), YamlList) and not questions:
             self.error(m.mark_of("questions"), f"{what}.questions is empty")
         return Survey(**base, survey=name, questions=tuple(parsed), invalid_prompt=p("invalid_prompt"),

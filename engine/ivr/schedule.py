@@ -45,10 +45,6 @@ class Schedule:
     def __post_init__(self) -> None:
         self.special_map.update(self.special)
 
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
 
 @lru_cache(maxsize=256)
 def _public_holidays(country: str, subdivision: str | None, year: int) -> frozenset[dt.date]:
@@ -61,16 +57,16 @@ def is_holiday(schedule: Schedule, day: dt.date) -> bool:
     return schedule.country is not None and day in _public_holidays(schedule.country, schedule.subdivision, day.year)
 
 
-def local(schedule: Schedule, moment: dt.datetime) -> dt.datetime:
-    """`moment` (aware; naive means UTC) on the schedule's wall clock."""
+def wall_clock(timezone: str, moment: dt.datetime) -> dt.datetime:
+    """`moment` (aware; naive means UTC) on the wall clock of `timezone`."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(schedule.zone)
+    return moment.astimezone(ZoneInfo(timezone))
 
 
 def status_at(schedule: Schedule, moment: dt.datetime) -> str:
     """open, closed, or holiday (a public holiday or closed date without special hours)."""
-    wall = local(schedule, moment)
+    wall = wall_clock(schedule.timezone, moment)
     day = wall.date()
     minute = wall.hour * 60 + wall.minute + wall.second / 60
     special = schedule.special_map.get(day)
