@@ -526,7 +526,7 @@ class _FileReader:
         try:
             tree = expr.parse(text)
         except expr.ExprError as exc:
-            self.error(_shift(mark, text, exc.offset), f"in condition '{text}': {exc.message}")
+            self.error(_shift(mark, text, exc.offset), f'in condition "{text}": {exc.message}')
             return None
         for item in expr.walk(tree):
             if isinstance(item, expr.Var):
