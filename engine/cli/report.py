@@ -127,7 +127,7 @@ def _plain(value: Any) -> Any:
 
 
 def _emit(rows: Iterable[dict[str, Any]], fmt: str, title: str, columns: list[tuple[str, str]],
-          caption: str = "") -> None:
+          caption: str = "", stamp_format: str = "%Y-%m-%d %H:%M") -> None:
     """Rows as JSON lines, CSV (every field) or a rich table (the listed columns)."""
     if fmt == "json":
         for row in rows:
@@ -144,19 +144,23 @@ def _emit(rows: Iterable[dict[str, Any]], fmt: str, title: str, columns: list[tu
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(*(heading for _, heading in columns), title=title, caption=caption or None)
-    count = 0
-    for row in rows:
-        table.add_row(*(_cell(row.get(key), key) for key, _ in columns))
-        count += 1
-    Console().print(table if count else f"{title}: nothing in this period")
+    cells = [[_cell(row.get(key), key, stamp_format) for key, _ in columns] for row in rows]
+    if not cells:
+        Console().print(f"{title}: nothing in this period")
+        return
+    table = Table(title=title, caption=caption or None)
+    for i, (_, heading) in enumerate(columns):  # headings may wrap on a narrow terminal, figures never
+        table.add_column(heading, min_width=max(len(line[i]) for line in cells))
+    for line in cells:
+        table.add_row(*line)
+    Console().print(table)
 
 
-def _cell(value: Any, key: str) -> str:
+def _cell(value: Any, key: str, stamp_format: str) -> str:
     if value is None:
         return "-"
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M")
+        return value.strftime(stamp_format)
     if isinstance(value, bool):
         return "yes" if value else ""
     if isinstance(value, float):
@@ -172,6 +176,16 @@ def _title(what: str, period: Period) -> str:
     return f"{what} {period.start.strftime(fmt)} to {period.end.strftime(fmt)} ({period.tz}, {period.interval})"
 
 
+def _interval_column(period: Period) -> tuple[list[tuple[str, str]], str]:
+    """The table's interval column and how to show it: none for one total, hours within a day."""
+    if period.interval == "total":
+        return [], ""
+    if period.interval == "day":
+        return [("interval_start", "day")], "%Y-%m-%d"
+    one_day = period.end - period.start <= timedelta(days=1)
+    return [("interval_start", "from")], "%H:%M" if one_day else "%m-%d %H:%M"
+
+
 def _period(bounds: tuple[datetime, datetime, str], interval: str = "total") -> Period:
     start, end, tz = bounds
     return Period(start, end, interval, tz)
@@ -179,8 +193,8 @@ def _period(bounds: tuple[datetime, datetime, str], interval: str = "total") -> 
 
 _KPI_COLUMNS = [("offered", "offered"), ("answered", "answered"), ("abandoned", "abandoned"),
                 ("short_abandoned", "short ab."), ("timed_out", "timeout"), ("service_level", "SL"),
-                ("asa_seconds", "ASA s"), ("aht_seconds", "AHT s"), ("avg_wait_seconds", "avg wait s"),
-                ("max_wait_seconds", "max wait s"), ("abandon_rate", "abandon"), ("transfer_rate", "transfer"),
+                ("asa_seconds", "ASA s"), ("aht_seconds", "AHT s"), ("avg_wait_seconds", "avg wait"),
+                ("max_wait_seconds", "max wait"), ("abandon_rate", "aband. %"), ("transfer_rate", "transf. %"),
                 ("first_contact_resolution", "FCR")]
 
 
@@ -200,8 +214,9 @@ def _kpi_command(name: str, by: str, help_text: str) -> None:
         caption = (f"SL = {settings.describe_service_level()}; short abandons: under "
                    f"{settings.short_abandon_seconds} s, left out of the abandon rate; FCR: no repeat call "
                    f"within {settings.repeat_call_window_hours} h")
-        _emit(rows, fmt, _title(f"{by.capitalize()} KPIs", period),
-              [("interval_start", "from"), (by, by), *_KPI_COLUMNS], caption)
+        interval_column, stamp_format = _interval_column(period)
+        _emit(rows, fmt, _title(f"{by.capitalize()} KPIs", period), [*interval_column, (by, by), *_KPI_COLUMNS],
+              caption, stamp_format)
 
 
 _kpi_command("queues", "queue", "KPIs per queue: offered, answered, abandons, service level, ASA, AHT, waits, "
@@ -223,12 +238,13 @@ def agents_command(config_path: Path | None, data_dir: Path | None, period_bound
     period = _period(period_bounds, interval)
     with _Connection(config_path, data_dir) as conn:
         rows = agent_kpis(conn, period, settings)
+    interval_column, stamp_format = _interval_column(period)
     _emit(rows, fmt, _title("Agents", period),
-          [("interval_start", "from"), ("agent", "agent"), ("answered", "answered"), ("handled", "handled"),
-           ("ring_no_answer", "no answer"), ("transferred", "transferred"), ("aht_seconds", "AHT s"),
+          [*interval_column, ("agent", "agent"), ("answered", "answered"), ("handled", "handled"),
+           ("ring_no_answer", "no answer"), ("transferred", "transf."), ("aht_seconds", "AHT s"),
            ("talk_seconds", "talk s"), ("hold_seconds", "hold s"), ("wrap_up_seconds", "wrap-up s"),
            ("logged_in_seconds", "logged in s"), ("paused_seconds", "paused s"), ("occupancy", "occupancy"),
-           ("utilisation", "utilisation")])
+           ("utilisation", "utilis.")], stamp_format=stamp_format)
 
 
 @COMMAND.command("lost")
