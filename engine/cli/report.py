@@ -150,7 +150,8 @@ def _emit(rows: Iterable[dict[str, Any]], fmt: str, title: str, columns: list[tu
         return
     table = Table(title=title, caption=caption or None)
     for i, (_, heading) in enumerate(columns):  # headings may wrap on a narrow terminal, figures never
-        table.add_column(heading, min_width=max(len(line[i]) for line in cells))
+        widest = max(max(len(line[i]) for line in cells), *(len(word) for word in heading.split()))
+        table.add_column(heading, min_width=widest)
     for line in cells:
         table.add_row(*line)
     Console().print(table)
