@@ -1,0 +1,214 @@
+"""The ACD's plain data: agents, queues, tiers and members (waiting calls), after mod_callcenter.
+
+Agent *status* is what the agent (or a supervisor) chose: Logged Out, Available, Available (On
+Demand), On Break with a reason code. Agent *state* is what the ACD is doing with the agent:
+Waiting, Receiving, In a queue call, Wrap-up, Idle. mod_callcenter has no Wrap-up state: its
+agent stays "Waiting" and is simply not offered calls until last_bridge_end + wrap_up_time; an
+On-Demand agent goes "Idle" after a call until it asks for the next. We name wrap-up as its own
+state so a supervisor sees it; `callcenter_state()` gives mod_callcenter's name for the wire.
+
+The configuration fields of Agent come from the YAML or the database; its live fields (status,
+counters, calls under way) belong to the Router, which keeps its indexes in step with them:
+change them through the Router's methods only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Mapping
+
+
+class AgentStatus(str, Enum):
+    LOGGED_OUT = "Logged Out"
+    AVAILABLE = "Available"
+    AVAILABLE_ON_DEMAND = "Available (On Demand)"
+    ON_BREAK = "On Break"
+
+    @property
+    def takes_calls(self) -> bool:
+        return self in (AgentStatus.AVAILABLE, AgentStatus.AVAILABLE_ON_DEMAND)
+
+
+class AgentState(str, Enum):
+    WAITING = "Waiting"
+    RECEIVING = "Receiving"
+    IN_A_QUEUE_CALL = "In a queue call"
+    WRAP_UP = "Wrap-up"
+    IDLE = "Idle"
+
+
+class Strategy(str, Enum):
+    """mod_callcenter's strategy names, plus skills-best-match."""
+
+    LONGEST_IDLE_AGENT = "longest-idle-agent"
+    ROUND_ROBIN = "round-robin"
+    TOP_DOWN = "top-down"
+    RING_ALL = "ring-all"
+    FEWEST_CALLS = "agent-with-fewest-calls"
+    LEAST_TALK_TIME = "agent-with-least-talk-time"
+    RANDOM = "random"
+    SEQUENTIALLY_BY_AGENT_ORDER = "sequentially-by-agent-order"
+    RING_PROGRESSIVELY = "ring-progressively"
+    SKILLS_BEST_MATCH = "skills-best-match"
+
+
+class MemberState(str, Enum):
+    WAITING = "Waiting"
+    TRYING = "Trying"      # an agent (or several: ring-all) is being rung for it
+    ANSWERED = "Answered"
+
+
+# Hangup causes of a failed agent leg that start the busy / reject delay; any other failure
+# (NO_ANSWER, NO_USER_RESPONSE, USER_NOT_REGISTERED, ...) counts as a no-answer.
+BUSY_CAUSES = frozenset({"USER_BUSY"})
+REJECT_CAUSES = frozenset({"CALL_REJECTED"})
+NO_ANSWER_REASON = "no-answer"  # the break reason after max-no-answer misses in a row
+
+
+@dataclass
+class Agent:
+    id: str
+    name: str = ""
+    contacts: Mapping[str, str] = field(default_factory=dict)  # node name -> dial string
+    skills: Mapping[str, int] = field(default_factory=dict)    # skill -> level 1..10
+    max_calls: int = 1
+    wrap_up_time: float = 0.0
+    max_no_answer: int = 0  # 0: never put on break for missing calls
+    reject_delay_time: float = 0.0
+    busy_delay_time: float = 0.0
+    no_answer_delay_time: float = 0.0
+
+    # Live fields, owned by the Router.
+    status: AgentStatus = AgentStatus.LOGGED_OUT
+    break_reason: str = ""
+    last_status_change: float = 0.0
+    idle_since: float = 0.0         # when it last became free to take a call
+    ready_time: float = 0.0         # not offered before this (delay after a busy/reject/no answer)
+    last_offered_call: float = 0.0
+    last_bridge_start: dict[str, float] = field(default_factory=dict)  # call uuid -> answered at
+    last_bridge_end: float = 0.0
+    no_answer_count: int = 0
+    calls_answered: int = 0
+    talk_time: float = 0.0
+    offers: set[str] = field(default_factory=set)   # calls ringing this agent
+    calls: set[str] = field(default_factory=set)    # calls connected to this agent
+    wrap_ups: list[float] = field(default_factory=list)  # end times; each holds one unit of capacity
+    on_demand_idle: bool = False    # an On-Demand agent after a call, until it asks for the next
+
+    @property
+    def used(self) -> int:
+        return len(self.offers) + len(self.calls) + len(self.wrap_ups)
+
+    @property
+    def state(self) -> AgentState:
+        if self.offers:
+            return AgentState.RECEIVING
+        if self.calls:
+            return AgentState.IN_A_QUEUE_CALL
+        if self.wrap_ups:
+            return AgentState.WRAP_UP
+        if self.on_demand_idle:
+            return AgentState.IDLE
+        return AgentState.WAITING
+
+    def callcenter_state(self) -> str:
+        """The state as mod_callcenter would report it (see the module docstring)."""
+        state = self.state
+        if state is AgentState.WRAP_UP:
+            return (AgentState.IDLE if self.status is AgentStatus.AVAILABLE_ON_DEMAND else AgentState.WAITING).value
+        return state.value
+
+    def can_take_call(self, now: float) -> bool:
+        return (self.status.takes_calls and not self.on_demand_idle and self.used < self.max_calls
+                and self.ready_time <= now)
+
+
+@dataclass(frozen=True)
+class TierRules:
+    """mod_callcenter's tier rules: a call reaches the agents of tier level L only after waiting
+    L x wait_second (multiply_level) or wait_second; no_agent_no_wait skips the wait when the
+    level before has nobody logged in. The lowest level is always reachable."""
+
+    apply: bool = False
+    wait_second: float = 300.0
+    multiply_level: bool = True
+    no_agent_no_wait: bool = True
+
+
+@dataclass(frozen=True)
+class RelaxStep:
+    """app_queue's penalty rules, as skill levels: after `after` seconds of waiting the call
+    accepts agents with level `min_level` in the named skills (every required skill if none)."""
+
+    after: float
+    min_level: int
+    skills: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Announcements:
+    every: float = 0.0              # seconds between announcements; 0: none
+    position: bool = False
+    estimated_wait: bool = False
+    sound: str = ""                 # mod_callcenter's announce-sound, played every `every` seconds
+    to_agent: bool = False          # whisper the queue's name to the agent before the bridge
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    strategy: Strategy = Strategy.LONGEST_IDLE_AGENT
+    skills: Mapping[str, int] = field(default_factory=dict)  # required skill -> minimum level
+    priority: int = 0                  # a member's priority unless it brings its own
+    service_level_seconds: float = 20.0  # T of "answered within T"
+    service_level_target: float = 0.8
+    max_wait: float = 0.0              # 0: no limit
+    max_wait_no_agent: float = 0.0
+    overflow: str = ""                 # where max-wait and no-agent exits go: "queue:NAME", "flow:NAME"
+    announcements: Announcements = Announcements()
+    moh: str = "local_stream://moh"
+    wrap_up_time: float | None = None  # overrides the agents' own
+    tier_rules: TierRules = TierRules()
+    relax: tuple[RelaxStep, ...] = ()  # ascending by `after`
+    ring_progressively_delay: float = 10.0
+    # A head call passed over this many times for an agent it could have had gets the next one,
+    # whatever the other queues' priorities: no queue sharing agents starves.
+    starvation_limit: int = 3
+
+
+@dataclass(frozen=True)
+class Tier:
+    agent: str
+    queue: str
+    level: int = 1
+    position: int = 1
+
+
+@dataclass
+class Member:
+    """A waiting call. joined_at is the ORIGINAL join time: a restarted engine restores it from
+    the channel variable, so the call keeps its place and its wait counts from the start."""
+
+    uuid: str
+    queue: str
+    joined_at: float
+    priority: int | None = None        # None: the queue's
+    skills: Mapping[str, int] = field(default_factory=dict)  # needs beyond the queue's (IVR choices)
+    caller_id_number: str = ""
+    caller_id_name: str = ""
+
+    # Live fields, owned by the Router.
+    state: MemberState = MemberState.WAITING
+    offers: set[str] = field(default_factory=set)
+    tried: set[str] = field(default_factory=set)   # agents that missed it (top-down moves past them)
+    passed_over: int = 0
+    agent: str = ""                    # who answered
+
+
+@dataclass(frozen=True)
+class Offer:
+    """Ring this agent for this call (ring-all gives several offers for one call)."""
+
+    call_uuid: str
+    queue: str
+    agent: str
