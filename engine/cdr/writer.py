@@ -8,8 +8,9 @@ wait, and without losing them when PostgreSQL is away.
   INSERT ... SELECT ... ON CONFLICT (natural key) DO NOTHING, so a batch written twice lands once.
 - A failed or timed-out write (connection refused, `write_timeout` exceeded, server gone) sends
   the batch to the spool and retries the database with exponential backoff. While the spool holds
-  anything, new records are appended behind it, so records reach the database in submit order;
-  the oldest segment is replayed first and deleted only after all its rows are committed.
+  anything, new records are appended behind it, so records reach the database in submit order
+  (except records that overflowed a full queue, which go ahead of those still queued); the
+  oldest segment is replayed first and deleted only after all its rows are committed.
 - A record the database rejects as data (a constraint or type error, never a connectivity
   problem) is isolated from its batch and written to `rejected.jsonl` beside the spool, so one bad
   record can neither block the others nor be lost silently.
@@ -126,6 +127,9 @@ class RecordWriter:
 
     # --- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> None:
+        if _psycopg_blocks_the_loop():
+            log.warning("psycopg was imported before gevent patched select: its waits block every greenlet "
+                        "and the write timeout cannot fire; patch gevent before anything imports psycopg")
         if self.spool:
             log.info("CDR spool holds %d segments (%d bytes) from before; replaying them first",
                      self.spool.segments, self.spool.bytes)
@@ -297,6 +301,14 @@ class RecordWriter:
                   self._rejected_path)
         with open(self._rejected_path, "a", encoding="utf-8") as out:
             out.write(records.to_json(record) + "\n")
+
+
+def _psycopg_blocks_the_loop() -> bool:
+    # psycopg picks its wait function once, at import: the C one unless gevent had patched select.
+    from gevent import monkey
+    from psycopg import waiting
+
+    return monkey.is_module_patched("select") and waiting.wait is getattr(waiting, "wait_c", None)
 
 
 def _staging(kind: type) -> sql.Identifier:

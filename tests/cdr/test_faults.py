@@ -92,7 +92,7 @@ def test_postgres_stopped_mid_traffic_everything_spooled_and_replayed_exactly_on
             gevent.sleep(0.01)  # let the writer try, fail and spool in the middle of the traffic
     wait_until(lambda: writer.stats().write_errors > 0 and writer.stats().queue_depth == 0, what="spooling")
     stats = writer.stats()
-    assert stats.spool_segments > 0 and stats.spool_bytes > 0 and not stats.database_up or stats.write_errors > 0
+    assert stats.spool_segments > 0 and stats.spool_bytes > 0 and stats.records_spooled > 0
     pg.start()
     wait_until(lambda: writer.stats().spool_segments == 0 and pg.count("cdr") == (3000, 3000), timeout=60,
                what="the spool replayed")
