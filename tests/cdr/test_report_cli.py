@@ -8,16 +8,15 @@ import json
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from engine.cdr import records
-from engine.cdr.queue_log import QueueEvent
-from tests.cdr.dataset import EVENTS, at
-from tests.cdr.factories import cdr
+from tests.cdr.conftest import fresh_database
+from tests.cdr.dataset import EVENTS
+from tests.cdr.factories import cdr, insert
 
 pytestmark = pytest.mark.timeout(90)
 CALLROUTER = str(Path(sys.executable).parent / "callrouter")
@@ -26,11 +25,9 @@ MORNING = ["--from", "2025-01-06T09:00", "--to", "2025-01-06T11:00"]
 
 @pytest.fixture(scope="module")
 def config(cdr_dsn, tmp_path_factory):
-    with psycopg.connect(cdr_dsn, autocommit=True) as conn, conn.cursor() as cur:
-        for kind, rows in ((QueueEvent, EVENTS), (type(cdr(0)), [cdr(i, queue="sales") for i in range(3)])):
-            cols = records.columns(kind)
-            cur.executemany(f"INSERT INTO {kind.TABLE} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})",
-                            [records.row(r) for r in rows])
+    with psycopg.connect(cdr_dsn, autocommit=True) as conn:
+        insert(conn, EVENTS)
+        insert(conn, [cdr(i, queue="sales") for i in range(3)])
     path = tmp_path_factory.mktemp("report-cli") / "callrouter.yaml"
     path.write_text(f"data_dir: data\ndatabase:\n  dsn: '{cdr_dsn}'\n")
     return path
@@ -90,9 +87,17 @@ def test_cdrs_one_json_object_per_line(config):
     assert report(config, "cdrs", "--from", "2025-01-07", "--json") == ""
 
 
-def test_prune_keeps_what_is_recent(config, cdr_dsn):
-    out = report(config, "prune", "--keep-days", "100000")
-    assert out.strip() == "deleted 0 CDRs and 0 queue events older than 100000 days"
+def test_prune_deletes_what_is_older_than_kept(pg_dsn, tmp_path):
+    dsn = fresh_database(pg_dsn, "cdr_prune_cli")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        insert(conn, [cdr(1)])   # from 2025: older than a day
+        insert(conn, [cdr(2, start_stamp=datetime.now(timezone.utc), end_stamp=datetime.now(timezone.utc))])
+    config = tmp_path / "callrouter.yaml"
+    config.write_text(f"database:\n  dsn: '{dsn}'\n")
+    assert report(config, "prune", "--keep-days", "1").strip() == \
+        "deleted 1 CDRs and 0 queue events older than 1 days"
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT uuid FROM cdr").fetchall() == [("leg-000002",)]
 
 
 def test_bad_input_is_one_clear_line(config):

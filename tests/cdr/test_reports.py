@@ -6,11 +6,10 @@ import psycopg
 import pytest
 from pytest import approx
 
-from engine.cdr import records
-from engine.cdr.queue_log import QueueEvent
 from engine.cdr.reports import (Period, ReportSettings, ServiceLevelDefinition, agent_kpis, lost_calls,
                                 queue_kpis, service_level)
 from tests.cdr.dataset import EVENTS, at
+from tests.cdr.factories import insert
 
 MORNING = Period(at("09:00:00"), at("11:00:00"), "total")
 
@@ -18,10 +17,7 @@ MORNING = Period(at("09:00:00"), at("11:00:00"), "total")
 @pytest.fixture(scope="module")
 def conn(cdr_dsn):
     with psycopg.connect(cdr_dsn, autocommit=True) as setup:
-        cols = ", ".join(records.columns(QueueEvent))
-        marks = ", ".join(["%s"] * len(records.columns(QueueEvent)))
-        with setup.cursor() as cur:
-            cur.executemany(f"INSERT INTO queue_log ({cols}) VALUES ({marks})", [records.row(e) for e in EVENTS])
+        insert(setup, EVENTS)
     with psycopg.connect(cdr_dsn) as connection:
         yield connection
 

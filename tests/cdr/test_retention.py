@@ -6,17 +6,8 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from engine.cdr import records
 from engine.cdr.retention import prune
-from tests.cdr.factories import T0, cdr, queue_event
-
-
-def insert(conn, rows) -> None:
-    kind = type(rows[0])
-    cols = records.columns(kind)
-    with conn.cursor() as cur:
-        cur.executemany(f"INSERT INTO {kind.TABLE} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})",
-                        [records.row(r) for r in rows])
+from tests.cdr.factories import T0, cdr, insert, queue_event
 
 
 def test_prune_by_age(cdr_dsn):
