@@ -27,7 +27,8 @@ def _seconds(value: float | None) -> str:
     return f"{minutes}:{seconds:02d}" if minutes else f"{seconds}s"
 
 
-def _ratio(value: float | None, *, good_above: float | None = None, bad_above: float | None = None) -> Text:
+def _ratio(value: float | None, *, good_above: float | None = None, bad_above: float | None = None,
+           digits: int = 0) -> Text:
     if value is None:
         return Text("-")
     style = ""
@@ -35,7 +36,7 @@ def _ratio(value: float | None, *, good_above: float | None = None, bad_above: f
         style = "green" if value >= good_above else "red"
     if bad_above is not None and value > bad_above:
         style = "red"
-    return Text(f"{value:.0%}", style=style)
+    return Text(f"{value:.{digits}%}", style=style)
 
 
 def _agents(rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -83,8 +84,8 @@ def render(status: dict[str, Any]) -> Group:
                           title="campaigns", title_justify="left")
         for c in status["campaigns"]:
             campaigns.add_row(c["campaign"], str(c["dialed"]), str(c["answered"]),
-                              _ratio(c["abandon_ratio"], bad_above=0.9 * c["abandon_cap_ratio"]),
-                              f"{c['abandon_cap_ratio']:.0%}", f"{c['pacing_ratio']:.2f}", str(c["contacts_remaining"]))
+                              _ratio(c["abandon_ratio"], bad_above=0.9 * c["abandon_cap_ratio"], digits=1),
+                              f"{c['abandon_cap_ratio']:.1%}", f"{c['pacing_ratio']:.2f}", str(c["contacts_remaining"]))
         parts.append(campaigns)
     return Group(*parts)
 
