@@ -18,6 +18,8 @@ from gevent.event import Event as GEvent
 
 from engine.api import AdminApi
 from engine.calls import CallRegistry, CallStats
+from engine.cdr import RecordWriter
+from engine.cdr.journal import CallJournal
 from engine.config import Config, Secret
 from engine.db import Database, migrate
 from engine.errors import DatabaseError
@@ -56,7 +58,10 @@ class Engine:
         self.started_at = time.time()
         self.stats = CallStats()
         self.pool = AgentPool(config.route.agents, time.time)
-        self.registry = CallRegistry(MinimalRoute(config.route, self.pool), self.stats)
+        self.database = Database(config.database_dsn, config.data_dir) if with_database else None
+        self.writer: RecordWriter | None = None  # started once the database is known (start())
+        self.journal = CallJournal(None)
+        self.registry = CallRegistry(MinimalRoute(config.route, self.pool), self.stats, self.journal)
         self.nodes: list[Node] = []
         for fs in config.freeswitch:
             node = Node(
@@ -71,7 +76,6 @@ class Engine:
             )
             self.registry.nodes[fs.name] = node
             self.nodes.append(node)
-        self.database = Database(config.database_dsn, config.data_dir) if with_database else None
         self.api = AdminApi(config.api.host, config.api.port, api_token(config), self.status) if with_api else None
         self._stopped = GEvent()
         self._ticker: gevent.Greenlet | None = None
@@ -96,6 +100,9 @@ class Engine:
                 log.info("database migrated: %s", name)
             conn.execute("INSERT INTO engine_instance (id, hostname) VALUES (%s, %s)",
                          (self.instance_id, socket.gethostname()))
+        self.writer = RecordWriter(self.database.dsn(), self.config.data_dir / "cdr-spool", self.config.cdr)
+        self.writer.start()
+        self.journal.sink = self.writer
 
     def _tick(self) -> None:
         while True:
@@ -113,6 +120,8 @@ class Engine:
             node.stop()
         if self.api is not None:
             self.api.stop()
+        if self.writer is not None:
+            self.writer.stop()  # drains to PostgreSQL, or to the spool if it is away
         if self.database is not None:
             try:
                 with self.database.connect(autocommit=True) as conn:

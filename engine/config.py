@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from engine.cdr.reports import ReportSettings, ServiceLevelDefinition
+from engine.cdr.writer import WriterSettings
 from engine.errors import ConfigError
 from engine.yamlfile import Mark, YamlMap, check_keys, expect_list, expect_map, load
 
@@ -104,6 +106,8 @@ class Config:
     esl: EslSettings = field(default_factory=EslSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     route: RouteSettings = field(default_factory=RouteSettings)
+    cdr: WriterSettings = field(default_factory=WriterSettings)
+    reports: ReportSettings = field(default_factory=ReportSettings)
     source: str = "<defaults>"
 
     def with_overrides(self, **changes: Any) -> "Config":
@@ -232,8 +236,38 @@ def _load_route(doc: YamlMap) -> RouteSettings:
     return RouteSettings(**values)
 
 
+def _load_cdr(doc: YamlMap) -> WriterSettings:
+    sec = _section(doc, "cdr")
+    defaults = WriterSettings()
+    counts = ("queue_size", "batch_size", "segment_bytes")
+    seconds = ("flush_interval", "fsync_interval", "connect_timeout", "write_timeout", "retry_initial", "retry_max")
+    check_keys(sec, {*counts, *seconds, "retention_days"}, "cdr")
+    values: dict[str, Any] = {n: int(_positive(sec, n, _get(sec, n, int, getattr(defaults, n), "cdr"), "cdr"))
+                              for n in counts}
+    values.update({n: _positive(sec, n, _get(sec, n, float, getattr(defaults, n), "cdr"), "cdr") for n in seconds})
+    retention = _get(sec, "retention_days", int, None, "cdr")
+    values["retention_days"] = None if retention is None else int(_positive(sec, "retention_days", retention, "cdr"))
+    return WriterSettings(**values)
+
+
+def _load_reports(doc: YamlMap) -> ReportSettings:
+    sec = _section(doc, "reports")
+    defaults = ReportSettings()
+    counts = ("service_level_seconds", "short_abandon_seconds", "repeat_call_window_hours")
+    check_keys(sec, {*counts, "service_level_definition"}, "reports")
+    values: dict[str, Any] = {n: int(_positive(sec, n, _get(sec, n, int, getattr(defaults, n), "reports"), "reports"))
+                              for n in counts}
+    definition = _get(sec, "service_level_definition", str, defaults.service_level_definition.value, "reports")
+    known = [d.value for d in ServiceLevelDefinition]
+    if definition not in known:
+        raise sec.mark_of("service_level_definition").error(
+            f"reports.service_level_definition must be one of {', '.join(known)}")
+    values["service_level_definition"] = ServiceLevelDefinition(definition)
+    return ReportSettings(**values)
+
+
 _TOP_KEYS = {"freeswitch", "data_dir", "dialplans", "database", "logging", "shutdown_grace_seconds",
-             "esl", "api", "route"}
+             "esl", "api", "route", "cdr", "reports"}
 
 
 def config_from_yaml(doc: Any, source: str) -> Config:
@@ -265,6 +299,8 @@ def config_from_yaml(doc: Any, source: str) -> Config:
         esl=_load_esl(doc),
         api=_load_api(doc),
         route=_load_route(doc),
+        cdr=_load_cdr(doc),
+        reports=_load_reports(doc),
         source=source,
     )
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from engine.calls.call import Call, OriginateFailed
-from engine.calls.leg import VAR_AGENT, VAR_ENTRY, VAR_QUEUE, VAR_STAGE
+from engine.channelvars import VAR_AGENT, VAR_ENTRY, VAR_JOINED, VAR_QUEUE, VAR_STAGE
+from engine.cdr.queue_log import QueueEventKind
 from engine.config import RouteSettings
 from engine.errors import CallGone, CommandTimeout
 from engine.esl import commands
@@ -46,6 +47,13 @@ class AgentPool:
     def claim(self, agent: str) -> None:
         """An agent found talking on a call the engine adopted is not free."""
         self._free_since.pop(agent, None)
+
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def position(self, call: Call) -> int | None:
+        """1 for the caller at the head of the line; None when not waiting."""
+        return self._waiting.index(call) + 1 if call in self._waiting else None
 
     def cancel(self, call: Call) -> None:
         if call in self._waiting:
@@ -103,9 +111,13 @@ class MinimalRoute:
             digit = call.play_and_get_digits(self.settings.menu_prompt, timeout_ms=self.settings.menu_timeout_ms,
                                              regex="[0-9*#]")
             queue = MENU.get(digit, DEFAULT_QUEUE)
+            call.labels["queue"] = queue
+            call.marks["queued"] = call.clock()
             call.mark_stage("queue", **{VAR_QUEUE: queue})
             call.registry.stats.queued(call, queue)
+            call.journal(QueueEventKind.ENTER, position=self.pool.waiting() + 1)
         call.labels["queue"] = queue
+        call.marks.setdefault("queued", float(call.caller.variables.get(VAR_JOINED, call.clock())))
         call.outcome = "abandoned"  # until an agent answers or the wait runs out
         self._wait_for_agent(call)
 
@@ -120,11 +132,17 @@ class MinimalRoute:
                                       "free agent")
             except CommandTimeout:
                 break
+            except CallGone:
+                call.journal(QueueEventKind.ABANDON, position=self.pool.position(call),
+                             wait_seconds=round(call.clock() - call.marks["queued"], 3))
+                raise
             finally:
                 self.pool.cancel(call)
             if self._ring(call, offer.agent):
                 return
         call.outcome = "timeout"
+        call.marks["left_queue"] = call.clock()
+        call.journal(QueueEventKind.TIMEOUT, wait_seconds=round(call.marks["left_queue"] - call.marks["queued"], 3))
         call.api(commands.break_media(call.uuid))
         call.hangup("NORMAL_CLEARING")
 
@@ -136,23 +154,35 @@ class MinimalRoute:
         settings = self.settings
         endpoint = f"user/{agent}@{settings.agent_domain}" if settings.agent_domain else f"user/{agent}"
         caller = call.caller
+        call.journal(QueueEventKind.RING_AGENT, agent=agent)
+        rang = call.clock()
         try:
             leg = call.originate(endpoint, {"origination_caller_id_number": caller.caller_id_number,
                                             "origination_caller_id_name": caller.caller_id_name,
-                                            VAR_AGENT: agent},
+                                            VAR_AGENT: agent, VAR_QUEUE: call.labels["queue"]},
                                  role="agent", timeout=settings.ring_seconds)
         except OriginateFailed as failed:
             log.info("call %s: agent %s did not answer (%s)", call.uuid, agent, failed.cause)
+            call.marks["ringing"] = call.marks.get("ringing", 0.0) + call.clock() - rang
+            call.journal(QueueEventKind.RING_NO_ANSWER, agent=agent, ring_seconds=round(call.clock() - rang, 3),
+                         reason=failed.cause)
             self.pool.release(agent, pause=NO_ANSWER_PAUSE)
             return False
         except CallGone:
+            call.marks["ringing"] = call.marks.get("ringing", 0.0) + call.clock() - rang
+            call.journal(QueueEventKind.ABANDON, position=1, wait_seconds=round(call.clock() - call.marks["queued"], 3))
             self.pool.release(agent)
             raise
+        call.marks["ringing"] = call.marks.get("ringing", 0.0) + call.clock() - rang
+        call.marks["connected"] = call.clock()
         call.labels["agent"] = agent
         call.outcome = "answered"
         call.api(commands.break_media(call.uuid))
         call.bridge(leg)
         call.registry.stats.connected(call)
+        call.journal(QueueEventKind.CONNECT, agent=agent,
+                     wait_seconds=round(call.marks["connected"] - call.marks["queued"], 3),
+                     ring_seconds=round(call.marks["ringing"], 3))
         call.mark_stage("talking", **{VAR_AGENT: agent})
         self._supervise_talk(call, agent)
         return True
@@ -163,10 +193,19 @@ class MinimalRoute:
             agent_legs = [leg for leg in call.legs.values() if leg.role == "agent"]
             return bool(agent_legs) and all(leg.hungup for leg in agent_legs)
 
+        connected = call.marks.get("connected", float(call.caller.variables.get(VAR_JOINED, call.clock())))
+
+        def complete(kind: QueueEventKind) -> None:
+            call.journal(kind, agent=agent, talk_seconds=round(call.clock() - connected, 3))
+
         try:
             while not agent_gone():
                 call.next_item(60.0)
+            complete(QueueEventKind.COMPLETE_AGENT)
             call.hangup("NORMAL_CLEARING")
+        except CallGone:
+            complete(QueueEventKind.COMPLETE_CALLER)
+            raise
         finally:
             if agent:
                 self.pool.release(agent)

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import gevent
 from gevent.queue import Empty, Queue
 
-from engine.calls.leg import VAR_JOINED, VAR_LEG, VAR_PARENT, VAR_STAGE, Leg
+from engine.calls.leg import Leg
+from engine.channelvars import VAR_JOINED, VAR_LEG, VAR_PARENT, VAR_STAGE
 from engine.errors import CallGone, CommandFailed, CommandTimeout, EslError, NotConnected
 from engine.esl import commands
 
@@ -85,12 +86,23 @@ class Call:
         self.clock = clock
         self.started = clock()
         self.outcome = ""  # what happened, for stats and logs: answered, abandoned, lost, ...
-        self.labels: dict[str, str] = {}  # entry, queue, agent: what the call went through
+        self.labels: dict[str, str] = {}  # entry, flow, ivr_node, queue, agent: what the call went through
+        self.marks: dict[str, float] = {}  # when things happened (queued, connected, ...), for the CDR
+        # Queue-log sequence numbers; an adopted call starts past anything its first engine wrote.
+        self._journal_seq = int(self.started * 1000) * 1000 if adopted else 0
         self._greenlet: gevent.Greenlet | None = None
 
     @property
     def uuid(self) -> str:
         return self.caller.uuid
+
+    def next_journal_seq(self) -> int:
+        self._journal_seq += 1
+        return self._journal_seq
+
+    def journal(self, kind: Any, **fields: Any) -> None:
+        """A queue-log event about this call, now (engine.cdr.queue_log)."""
+        self.registry.journal.queue_event(self, kind, **fields)
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:

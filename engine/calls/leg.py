@@ -9,18 +9,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-# Channel variables the engine keeps on its channels so that a restarted (or standby) engine can
-# adopt a call in progress from the channel itself.
-VAR_ENTRY = "callrouter_entry"  # set by the FreeSWITCH dialplan: which entry point handles the call
-VAR_STAGE = "callrouter_stage"  # ivr | queue | talking | wrapup
-VAR_JOINED = "callrouter_joined"  # epoch seconds the caller first reached the engine (queue order)
-VAR_LEG = "callrouter_leg"  # caller | agent | outbound
-VAR_PARENT = "callrouter_parent"  # on an engine-originated leg: the Unique-ID of the caller's leg
-VAR_AGENT = "callrouter_agent"
-VAR_FLOW = "callrouter_flow"
-VAR_NODE = "callrouter_ivr_node"
-VAR_QUEUE = "callrouter_queue"
-ENGINE_VARS = (VAR_ENTRY, VAR_STAGE, VAR_JOINED, VAR_LEG, VAR_PARENT, VAR_AGENT, VAR_FLOW, VAR_NODE, VAR_QUEUE)
+from engine.channelvars import (ENGINE_VARS, VAR_AGENT, VAR_ENTRY, VAR_FLOW, VAR_JOINED,  # noqa: F401
+                                VAR_LEG, VAR_NODE, VAR_PARENT, VAR_QUEUE, VAR_STAGE)
 
 _DTMF_KEEP = 64  # digits typed ahead are kept for the next prompt, within reason
 

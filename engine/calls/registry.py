@@ -14,8 +14,10 @@ import time
 from typing import Any, Callable
 
 from engine.calls.call import AdoptLeg, Call, NodeDown, Resync
-from engine.calls.leg import ENGINE_VARS, VAR_ENTRY, VAR_LEG, VAR_PARENT, VAR_STAGE, Leg
+from engine.calls.leg import Leg
+from engine.channelvars import ENGINE_VARS, VAR_ENTRY, VAR_LEG, VAR_PARENT, VAR_STAGE
 from engine.calls.stats import CallStats
+from engine.cdr.journal import CallJournal
 from engine.errors import EslError
 from engine.esl import commands
 
@@ -25,10 +27,11 @@ Handler = Callable[[Call, bool], None]
 
 
 class CallRegistry:
-    def __init__(self, handler: Handler, stats: CallStats | None = None,
+    def __init__(self, handler: Handler, stats: CallStats | None = None, journal: CallJournal | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.handler = handler
         self.stats = stats or CallStats()
+        self.journal = journal or CallJournal(None)
         self.clock = clock
         self.nodes: dict[str, Any] = {}
         self._owner: dict[str, Call] = {}  # Unique-ID -> the call that owns that channel
@@ -75,6 +78,7 @@ class CallRegistry:
     def finished(self, call: Call) -> None:
         self._forget(call)
         self.stats.finished(call)
+        self.journal.call_finished(call)
 
     def released(self, call: Call) -> None:
         """The engine let go of a call that is still up (shutdown): not finished, handed over."""

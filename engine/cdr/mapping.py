@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Protocol
 
-from engine.calls.leg import VAR_AGENT, VAR_FLOW, VAR_LEG, VAR_NODE, VAR_QUEUE
+from engine.channelvars import VAR_AGENT, VAR_FLOW, VAR_LEG, VAR_NODE, VAR_QUEUE
 from engine.cdr.records import register
 
 
