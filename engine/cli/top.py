@@ -15,6 +15,7 @@ from rich.text import Text
 from engine.cli.common import config_options, friendly_errors
 from engine.cli.status import fetch
 from engine.errors import CallRouterError
+from engine.metrics.sources import IN_QUEUE_CALL, LOGGED_OUT, ON_BREAK, WAITING
 
 SL_WINDOW = "15m"  # the window a wallboard's service level is read over
 SL_TARGET = 0.8  # as in monitoring/alerts.yml: below it the figure shows red
@@ -43,9 +44,9 @@ def _agents(rows: list[dict[str, Any]]) -> dict[str, int]:
     """Logged-in agents by state, the way a supervisor reads them."""
     counts: dict[str, int] = {}
     for row in rows:
-        if row["status"] == "Logged Out":
+        if row["status"] == LOGGED_OUT:
             continue
-        key = "on break" if row["status"] == "On Break" else row["state"]
+        key = "on break" if row["status"] == ON_BREAK else row["state"]
         counts[key] = counts.get(key, 0) + row["count"]
     return counts
 
@@ -68,7 +69,7 @@ def render(status: dict[str, Any]) -> Group:
                    title_justify="left")
     for queue in status["queues"]:
         agents = _agents(queue["agents"])
-        waiting, in_call = agents.pop("Waiting", 0), agents.pop("In a queue call", 0)
+        waiting, in_call = agents.pop(WAITING, 0), agents.pop(IN_QUEUE_CALL, 0)
         window = queue["windows"].get(SL_WINDOW, {})
         name = queue["queue"] if queue["open"] else f"{queue['queue']} (closed)"
         queues.add_row(name, Text(str(queue["waiting"]), style="bold" if queue["waiting"] else ""),

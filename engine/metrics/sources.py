@@ -14,7 +14,7 @@ from engine.minimal_route import DEFAULT_QUEUE, MENU
 
 # mod_callcenter's agent status (what the agent chose) and state (what the agent is doing).
 LOGGED_OUT, AVAILABLE, ON_BREAK = "Logged Out", "Available", "On Break"
-WAITING, RECEIVING, IN_QUEUE_CALL, IDLE = "Waiting", "Receiving", "In a queue call", "Idle"
+WAITING, IN_QUEUE_CALL, IDLE = "Waiting", "In a queue call", "Idle"  # and "Receiving" (ringing)
 
 # callrouter_stage values, in the order a call goes through them; "new" until the first is set.
 STAGES = ("new", "ivr", "queue", "talking", "wrapup")
