@@ -142,10 +142,10 @@ class FlowRunner:
         values = {VAR_NODE: node.name}
         if call.caller.variables.get(VAR_FLOW) != session.flow.name:
             values[VAR_FLOW] = session.flow.name
+        call.set_vars(**values)  # first on the channel: a caller gone by now was still at the previous node
         call.labels.update(flow=session.flow.name, ivr_node=node.name)
         if self.on_node is not None:
             self.on_node(call, session.flow.name, node.name)
-        call.set_vars(**values)
 
     # --- actions: each returns an outcome (or the Flow to continue in) ------------------------------
     def _act(self, s: Session, node: Node) -> Any:
@@ -187,8 +187,11 @@ class FlowRunner:
             min_digits, max_digits, tries, timeout_ms, terminators, commands.file_string(prompt),
             commands.file_string(invalid) if invalid else self.settings.silence, var, pattern, digit_timeout_ms)
         done = self._execute(s.call, "play_and_get_digits", arg)
-        digits = (done.get("variable_" + var) or "") if done is not None else ""
-        if digits and not re.fullmatch(pattern, digits):
+        # The variable keeps an earlier collection's digits when this one failed: read_result says.
+        if done is None or done.get("variable_read_result") != "success":
+            return ""
+        digits = done.get("variable_" + var) or ""
+        if not re.fullmatch(pattern, digits):
             return ""
         s.variables["digits"] = digits
         return digits
@@ -309,12 +312,19 @@ class FlowRunner:
         self.play(s, node.prompt + (node.beep,))
         started = self.now()
         path = str(self.settings.recordings_dir / node.mailbox / f"{started:%Y%m%dT%H%M%S}-{call.uuid}.wav")
-        done = self._execute(call, "record", commands.record(path, node.max_seconds),
-                             timeout=node.max_seconds + 30)
-        seconds = _number(done.get("variable_record_seconds") if done is not None else None)
-        self.store.recording(call.uuid, node.mailbox, path, seconds, flow=s.flow.name,
-                             caller_id=call.caller.caller_id_number, at=started)
         call.outcome = call.outcome if call.outcome not in ("", "ended_in_ivr") else "message_left"
+        began, seconds = call.clock(), 0.0
+        try:
+            done = self._execute(call, "record", commands.record(path, node.max_seconds),
+                                 timeout=node.max_seconds + 30)
+            seconds = _number(done.get("variable_record_seconds") if done is not None else None)
+        except CallGone:
+            # Most messages end with the caller hanging up: FreeSWITCH keeps the file, so do we the row.
+            seconds = call.clock() - began
+            raise
+        finally:
+            self.store.recording(call.uuid, node.mailbox, path, round(seconds, 1), flow=s.flow.name,
+                                 caller_id=call.caller.caller_id_number, at=started)
         return "next"
 
     def _survey(self, s: Session, node: Survey) -> str:
