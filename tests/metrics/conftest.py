@@ -26,7 +26,8 @@ from engine.cdr.writer import RecordWriter
 from engine.esl import Node
 from engine.metrics import CampaignSnapshot, EngineMetrics, MetricsServer, SpineQueues
 from engine.minimal_route import DEFAULT_QUEUE, MENU
-from tests.engine.conftest import centre_factory, engine_factory, wait_until  # noqa: F401  (fixtures)
+from tests.engine.conftest import centre_factory, engine_factory  # noqa: F401  (fixtures)
+from tests.waiting import wait_until
 
 MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
 SERVICES_HINT = "run .ci/services.sh (as root) to install Debian's prometheus package; `make test` does"

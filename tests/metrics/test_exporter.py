@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from engine.metrics import MetricsServer, parse_listen
 from engine.errors import ConfigError
-from tests.engine.conftest import wait_until
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 ALLOWED_LABELS = {"node", "event", "command", "stage", "queue", "outcome", "window", "definition", "status",

@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from tests.engine.conftest import wait_until
+from tests.waiting import wait_until
 from tests.metrics.conftest import MONITORING
 
 pytestmark = pytest.mark.timeout(90)

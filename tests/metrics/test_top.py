@@ -9,7 +9,7 @@ import pytest
 
 from engine.api import AdminApi
 from engine.config import Secret
-from tests.engine.conftest import wait_until
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 ROOT = Path(__file__).resolve().parents[2]
