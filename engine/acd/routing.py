@@ -7,17 +7,19 @@ inputs give the same offers (random is seeded).
 
 Indexes, kept as things change so a decision never scans every agent or every call:
 - per queue, its available agents sorted as its strategy wants (strategies.index_key);
-- per queue, its waiting calls in groups of identical needs (the member's own skills), each group
-  sorted by priority then join time. Within a group the head is the only candidate: a call never
-  overtakes an earlier or more urgent one that needs the same; across groups it may, when the
-  earlier call needs a skill no free agent has;
+- per queue, its waiting calls in groups of identical needs and priority, each group in join
+  order. Relaxation only widens what a call accepts as it waits, so a group's later calls accept
+  no more than its head: the head is the group's only candidate, and a call never overtakes an
+  earlier or more urgent one that could have taken the same agent. Across groups it may, when
+  the earlier call needs a skill no free agent has;
 - the set of queues where a match may have become possible since the last decision, and timers
   for what the clock changes (delays and wrap-ups ending, skill and tier relaxation, the next
   ring of ring-progressively).
 
 Across queues, an agent goes to the queue whose head call needs it most: priority, then wait
-divided by the queue's service-level target; a head passed over `starvation_limit` times for an
-agent it could have had comes first, so a queue sharing agents with busier ones never starves.
+divided by the queue's service-level target, then join time; a head passed over
+`starvation_limit` times for an agent it could have had comes first (the most passed over
+first), so a queue sharing agents with busier or higher-priority ones never starves.
 """
 from __future__ import annotations
 
@@ -65,7 +67,7 @@ class _QueueIndex:
     queue: Queue
     tiers: dict[str, Tier] = field(default_factory=dict)          # agent id -> tier
     available: list[Entry] = field(default_factory=list)          # sorted by the strategy's key
-    groups: dict[frozenset, list[tuple]] = field(default_factory=dict)  # needs -> member keys, sorted
+    groups: dict[tuple, list[tuple]] = field(default_factory=dict)  # (needs, priority) -> member keys, sorted
     levels: dict[int, list[int]] = field(default_factory=dict)    # tier level -> [tiers, staffed]
     waiting: int = 0
     rr_after: Entry | None = None                                 # round-robin's memory
@@ -106,7 +108,7 @@ class Router:
         self.decisions: dict[str, Decision] = {}
         self._tiers_of: dict[str, dict[str, Tier]] = {}   # agent id -> queue -> tier
         self._entries: dict[str, dict[str, Entry]] = {}   # agent id -> queue -> its entry there
-        self._member_keys: dict[str, tuple[frozenset, tuple]] = {}
+        self._member_keys: dict[str, tuple[tuple, tuple]] = {}  # uuid -> (group, sort key)
         self._ready: set[str] = set()
         self._timers: list[tuple[float, int, str, str]] = []
         self._seq = itertools.count()
@@ -214,7 +216,7 @@ class Router:
         member.state = MemberState.WAITING
         self.members[member.uuid] = member
         key = (-member.priority, member.joined_at, next(self._seq), member.uuid)
-        self._member_keys[member.uuid] = (frozenset(member.skills.items()), key)
+        self._member_keys[member.uuid] = ((frozenset(member.skills.items()), member.priority), key)
         self._enqueue(member)
 
     def member_left(self, uuid: str, now: float) -> list[str]:
@@ -480,10 +482,12 @@ class Router:
             chosen = select(queue.strategy, index.available, eligible, after=index.rr_after,
                             tried=member.tried, rng=self._rng)
             if chosen:
-                starving = member.passed_over >= queue.starvation_limit
+                # a starving head (passed over starvation_limit times) comes first, the most passed
+                # over first; ties of priority and urgency go to the call that joined first
+                starving = member.passed_over if member.passed_over >= queue.starvation_limit else 0
                 urgency = waited / queue.service_level_seconds if queue.service_level_seconds > 0 else waited
                 return _Candidate(index, member, chosen, need, max_level, waited,
-                                  (starving, member.priority, urgency))
+                                  (starving, member.priority, urgency, -member.joined_at, -key[2]))
         return None
 
     def _offer(self, candidate: _Candidate, now: float) -> list[Offer]:
