@@ -21,16 +21,3 @@ def fresh_database(pg_dsn: str, name: str) -> str:
 @pytest.fixture(scope="module")
 def cdr_dsn(pg_dsn, request):
     return fresh_database(pg_dsn, "cdr_" + request.module.__name__.rsplit(".", 1)[-1])
-
-
-@pytest.fixture(scope="session", autouse=True)
-def psycopg_waits_like_production() -> None:
-    # The daemon patches gevent before psycopg is first imported, so psycopg picks a cooperative
-    # wait function. tests/conftest.py imports engine.db (hence psycopg) before it patches, which
-    # leaves psycopg's C wait blocking the whole loop; the writer's client-side timeout then
-    # could not fire. Put back what production gets.
-    import psycopg.waiting
-    from gevent import monkey
-
-    if monkey.is_module_patched("select") and psycopg.waiting.wait is getattr(psycopg.waiting, "wait_c", None):
-        psycopg.waiting.wait = psycopg.waiting.wait_poll

@@ -21,7 +21,7 @@ from engine.cdr import RecordWriter, WriterSettings
 from engine.cdr.spool import Spool
 from engine.db import migrate
 from tests.cdr.factories import cdr, queue_event
-from tests.cdr.helpers import wait_until
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

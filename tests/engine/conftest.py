@@ -2,11 +2,9 @@
 port, and an engine connected to it over TCP, both on this process's gevent loop."""
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from pathlib import Path
 
-import gevent
 import pytest
 
 from engine.app import Engine
@@ -41,14 +39,6 @@ class Centre(Simulation):
                                         menu_timeout_ms=1500, ring_seconds=3, max_wait_seconds=20,
                                         agents=agents), **route),
         )
-
-
-def wait_until(predicate, timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        gevent.sleep(0.05)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gevent
 import pytest
 
-from tests.engine.conftest import wait_until
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -1,4 +1,5 @@
-"""Waiting for something to become true, on gevent's loop, without timed assertions."""
+"""Waiting for something to become true, on gevent's loop, without timed assertions: the bound
+only decides how long a broken promise takes to fail the test."""
 from __future__ import annotations
 
 import time
