@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 
 class AgentStatus(str, Enum):
@@ -26,7 +26,10 @@ class AgentStatus(str, Enum):
 
     @property
     def takes_calls(self) -> bool:
-        return self in (AgentStatus.AVAILABLE, AgentStatus.AVAILABLE_ON_DEMAND)
+        return self in _TAKING_CALLS
+
+
+_TAKING_CALLS = frozenset({AgentStatus.AVAILABLE, AgentStatus.AVAILABLE_ON_DEMAND})
 
 
 class AgentState(str, Enum):
@@ -65,7 +68,7 @@ REJECT_CAUSES = frozenset({"CALL_REJECTED"})
 NO_ANSWER_REASON = "no-answer"  # the break reason after max-no-answer misses in a row
 
 
-@dataclass
+@dataclass(slots=True)
 class Agent:
     id: str
     name: str = ""
@@ -119,8 +122,8 @@ class Agent:
         return state.value
 
     def can_take_call(self, now: float) -> bool:
-        return (self.status.takes_calls and not self.on_demand_idle and self.used < self.max_calls
-                and self.ready_time <= now)
+        return (self.status in _TAKING_CALLS and not self.on_demand_idle and self.ready_time <= now
+                and len(self.offers) + len(self.calls) + len(self.wrap_ups) < self.max_calls)
 
 
 @dataclass(frozen=True)
@@ -184,7 +187,7 @@ class Tier:
     position: int = 1
 
 
-@dataclass
+@dataclass(slots=True)
 class Member:
     """A waiting call. joined_at is the ORIGINAL join time: a restarted engine restores it from
     the channel variable, so the call keeps its place and its wait counts from the start."""
@@ -205,8 +208,7 @@ class Member:
     agent: str = ""                    # who answered
 
 
-@dataclass(frozen=True)
-class Offer:
+class Offer(NamedTuple):
     """Ring this agent for this call (ring-all gives several offers for one call)."""
 
     call_uuid: str

@@ -12,6 +12,8 @@ def required_levels(queue: Queue, member: Member, waited: float) -> dict[str, in
     """Skill -> minimum level in force after `waited` seconds. A member's own need for a skill the
     queue also asks for raises the bar; relaxation only ever lowers it."""
     need = dict(queue.skills)
+    if not member.skills and not queue.relax:
+        return need
     for skill, level in member.skills.items():
         need[skill] = max(level, need.get(skill, 0))
     for step in queue.relax:

@@ -29,7 +29,7 @@ import math
 import random
 from bisect import bisect_left, insort
 from dataclasses import dataclass, field, fields
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from engine.acd.estimator import HandleTimes, estimated_wait
 from engine.acd.model import (
@@ -50,8 +50,7 @@ _AGENT_CONFIG = tuple(f.name for f in fields(Agent) if f.name in (
     "busy_delay_time", "no_answer_delay_time"))
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """What the Router saw when it offered a call: kept for `explain`."""
 
     at: float
@@ -67,8 +66,10 @@ class _QueueIndex:
     queue: Queue
     tiers: dict[str, Tier] = field(default_factory=dict)          # agent id -> tier
     available: list[Entry] = field(default_factory=list)          # sorted by the strategy's key
+    free_skills: dict[str, int] = field(default_factory=dict)     # skill -> available agents having it
     groups: dict[tuple, list[tuple]] = field(default_factory=dict)  # (needs, priority) -> member keys, sorted
     levels: dict[int, list[int]] = field(default_factory=dict)    # tier level -> [tiers, staffed]
+    heads: list[tuple[tuple, tuple]] | None = None  # (head key, its own skills) per group, in order
     waiting: int = 0
     rr_after: Entry | None = None                                 # round-robin's memory
     handle_times: HandleTimes = field(default_factory=HandleTimes)
@@ -80,7 +81,7 @@ class _QueueIndex:
         return sorted((level, counts[1]) for level, counts in self.levels.items())
 
 
-@dataclass
+@dataclass(slots=True)
 class _Candidate:
     index: _QueueIndex
     member: Member
@@ -109,7 +110,7 @@ class Router:
         self._tiers_of: dict[str, dict[str, Tier]] = {}   # agent id -> queue -> tier
         self._entries: dict[str, dict[str, Entry]] = {}   # agent id -> queue -> its entry there
         self._member_keys: dict[str, tuple[tuple, tuple]] = {}  # uuid -> (group, sort key)
-        self._ready: set[str] = set()
+        self._ready: set[str] = set()  # queues changed since the last decision looked at them
         self._timers: list[tuple[float, int, str, str]] = []
         self._seq = itertools.count()
         self._rng = random.Random(seed)
@@ -143,9 +144,11 @@ class Router:
             self._tiers_of[agent.id] = {}
             self._entries[agent.id] = {}
             return
+        for queue_name in list(self._entries[agent.id]):
+            self._unindex(known, queue_name)  # out under its old skills, back in under the new
         for name in _AGENT_CONFIG:
             setattr(known, name, getattr(agent, name))
-        self._refresh(known, self._now, rekey=True)
+        self._refresh(known, self._now)
 
     def set_tier(self, tier: Tier) -> None:
         agent, index = self._agent(tier.agent), self._queue(tier.queue)
@@ -309,27 +312,27 @@ class Router:
         """The offers to make now. Each reserves the agent (state Receiving) until the driver
         reports offer_answered / offer_failed / member_left."""
         offers = self._run_timers(now)
-        while self._ready:
-            best: _Candidate | None = None
-            rivals: list[_Candidate] = []
-            for name in list(self._ready):
+        candidates: dict[str, _Candidate] = {}  # per queue; recomputed only where something changed
+        while True:
+            for name in self._ready:
                 index = self.queues[name]
                 candidate = self._candidate(index, now)
-                if candidate is None:
-                    self._ready.discard(name)
+                if candidate is not None:
+                    candidates[name] = candidate
+                else:
+                    candidates.pop(name, None)
                     self._wake_when_relaxed(index, now)
-                    continue
-                rivals.append(candidate)
-                if best is None or candidate.rank > best.rank:
-                    best = candidate
-            if best is None:
-                break
+            self._ready.clear()
+            if not candidates:
+                return offers
+            best = max(candidates.values(), key=lambda c: c.rank)
+            del candidates[best.index.queue.name]
             taken = set(best.agents)
-            for rival in rivals:
-                if rival is not best and taken.intersection(rival.agents):
+            for name, rival in candidates.items():
+                if taken.intersection(rival.agents):
                     rival.member.passed_over += 1
+                    self._ready.add(name)
             offers.extend(self._offer(best, now))
-        return offers
 
     def next_wakeup(self) -> float | None:
         """When to call assignments() again even if nothing happens (a delay or wrap-up ends,
@@ -403,7 +406,11 @@ class Router:
     def _enqueue(self, member: Member) -> None:
         index = self.queues[member.queue]
         group, key = self._member_keys[member.uuid]
-        insort(index.groups.setdefault(group, []), key)
+        keys = index.groups.setdefault(group, [])
+        at = bisect_left(keys, key)
+        keys.insert(at, key)
+        if at == 0:
+            index.heads = None
         index.waiting += 1
         self._ready.add(member.queue)
 
@@ -411,10 +418,14 @@ class Router:
         index = self.queues[member.queue]
         group, key = self._member_keys[member.uuid]
         keys = index.groups[group]
-        _discard(keys, key)
+        at = bisect_left(keys, key)
+        del keys[at]
+        if at == 0:
+            index.heads = None
         if not keys:
             del index.groups[group]
         index.waiting -= 1
+        self._ready.add(member.queue)
 
     def _forget(self, uuid: str) -> None:
         self.members.pop(uuid, None)
@@ -438,7 +449,11 @@ class Router:
     def _unindex(self, agent: Agent, queue_name: str) -> None:
         entry = self._entries[agent.id].pop(queue_name, None)
         if entry is not None:
-            _discard(self.queues[queue_name].available, entry)
+            index = self.queues[queue_name]
+            _discard(index.available, entry)
+            for skill in agent.skills:
+                index.free_skills[skill] -= 1
+            self._ready.add(queue_name)
 
     def _refresh(self, agent: Agent, now: float, rekey: bool = False) -> None:
         """Put the agent in (or take it out of) its queues' indexes, as it can take a call or
@@ -459,6 +474,9 @@ class Router:
                 continue
             if old is not None:
                 _discard(index.available, old)
+            else:
+                for skill in agent.skills:
+                    index.free_skills[skill] = index.free_skills.get(skill, 0) + 1
             insort(index.available, entry)
             entries[queue_name] = entry
             self._ready.add(queue_name)
@@ -469,18 +487,36 @@ class Router:
             return None
         queue = index.queue
         levels = index.level_staffing() if queue.tier_rules.apply else ()
-        tiers, agents = index.tiers, self.agents
-        for key in sorted(keys[0] for keys in index.groups.values()):
+        tiers, agents, free_skills = index.tiers, self.agents, index.free_skills
+        need: dict[str, int] = {}
+        max_level = math.inf
+
+        def eligible(agent_id: str) -> bool:
+            if tiers[agent_id].level > max_level:
+                return False
+            skills = agents[agent_id].skills
+            for skill, level in need.items():
+                if skills.get(skill, 0) < level:
+                    return False
+            return True
+
+        # One free agent (a busy centre: someone just finished a call): every strategy picks it.
+        only = index.available[0][-1] if len(index.available) == 1 else None
+        if index.heads is None:
+            index.heads = sorted((keys[0], tuple(skill for skill, _ in needs))
+                                 for (needs, _), keys in index.groups.items())
+        for key, own_skills in index.heads:
+            if own_skills and not all(map(free_skills.get, own_skills)):
+                continue  # needs a skill of its own that no free agent of the queue has at any level
             member = self.members[key[-1]]
             waited = now - member.joined_at
             need = required_levels(queue, member, waited)
             max_level = tier_level_in_force(queue.tier_rules, levels, waited)
-
-            def eligible(agent_id: str) -> bool:
-                return tiers[agent_id].level <= max_level and meets(agents[agent_id].skills, need)
-
-            chosen = select(queue.strategy, index.available, eligible, after=index.rr_after,
-                            tried=member.tried, rng=self._rng)
+            if only is not None:
+                chosen = [only] if eligible(only) else []
+            else:
+                chosen = select(queue.strategy, index.available, eligible, after=index.rr_after,
+                                tried=member.tried, rng=self._rng)
             if chosen:
                 # a starving head (passed over starvation_limit times) comes first, the most passed
                 # over first; ties of priority and urgency go to the call that joined first
