@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "engine.cli.db",
     "engine.cli.status",
     "engine.cli.report",
+    "engine.cli.staffing",
     "engine.cli.top",
 )
 
