@@ -31,6 +31,7 @@ from engine.simulator.runner import Simulation
 from engine.simulator.scenario import (
     AgentSpec, CallerKind, Exponential, Fixed, InboundSpec, NodeSpec, PoissonArrivals, Scenario,
 )
+from engine.simulator.truth import TruthRecorder
 
 RING_TIMEOUT = 20.0
 QUEUE_VARIABLE = "callrouter_queue"  # a scenario's park_variables may name the queue calls join
@@ -216,13 +217,14 @@ def with_agents(scenario: Scenario, agents: int) -> Scenario:
 
 
 def run(scenario: Scenario, *, answer_within: float, acd: AcdConfig | None = None, seed: int | None = None,
-        start: float = 1_800_000_000.0) -> WhatIfReport:
-    """Play the scenario with the Router in charge and report what the callers got.
+        start: float = 1_800_000_000.0, recorder: TruthRecorder | None = None) -> WhatIfReport:
+    """Play the scenario with the Router in charge and report what the callers got (the
+    simulator's ground truth of every call goes to `recorder`).
 
     Without an ACD configuration every agent of the scenario serves one longest-idle-agent queue.
     """
     clock = VirtualClock(start=start)
-    sim = Simulation(scenario, clock=clock, serve=False, seed=seed)
+    sim = Simulation(scenario, clock=clock, serve=False, seed=seed, recorder=recorder)
     ids = [agent.user_id for agent in sim.population.agents]
     if acd is None:
         queue = Queue("default", service_level_seconds=answer_within)
