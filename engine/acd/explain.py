@@ -77,7 +77,7 @@ def _fit(agent: Agent, tier: Tier, need: dict[str, int], max_level: float) -> li
 
 
 def explain(router: "Router", uuid: str, now: float) -> Explanation:
-    member = router._member(uuid)
+    member = router.member(uuid)
     queue = router.queues[member.queue].queue
     decision = router.decisions.get(uuid) if member.state is not MemberState.WAITING else None
     if decision is not None:

@@ -28,10 +28,11 @@ import itertools
 import math
 import random
 from bisect import bisect_left, insort
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple
 
 from engine.acd.estimator import HandleTimes, estimated_wait
+from engine.acd.explain import Explanation, explain
 from engine.acd.model import (
     BUSY_CAUSES, NO_ANSWER_REASON, REJECT_CAUSES, Agent, AgentStatus, Member, MemberState, Offer, Queue,
     Strategy, Tier,
@@ -45,9 +46,9 @@ class RoutingError(CallRouterError):
     """The Router was told about an agent, queue or call it does not know."""
 
 
-_AGENT_CONFIG = tuple(f.name for f in fields(Agent) if f.name in (
-    "name", "contacts", "skills", "max_calls", "wrap_up_time", "max_no_answer", "reject_delay_time",
-    "busy_delay_time", "no_answer_delay_time"))
+# The settings of an agent; everything else on Agent is live state the Router keeps.
+_AGENT_CONFIG = ("name", "contacts", "skills", "max_calls", "wrap_up_time", "max_no_answer", "reject_delay_time",
+                 "busy_delay_time", "no_answer_delay_time")
 
 
 class Decision(NamedTuple):
@@ -240,7 +241,7 @@ class Router:
     def offer_answered(self, uuid: str, agent_id: str, now: float) -> list[str]:
         """The agent answered: it has the call. Returns the other agents still ringing for it
         (ring-all, ring-progressively), whose legs the driver hangs up."""
-        member, agent = self._member(uuid), self._agent(agent_id)
+        member, agent = self.member(uuid), self._agent(agent_id)
         if member.state is MemberState.WAITING:
             self._dequeue(member)
         member.offers.discard(agent_id)
@@ -375,10 +376,8 @@ class Router:
         index = self.queues[self.members[uuid].queue]
         return estimated_wait(position, len(index.available), index.staffed(), index.handle_times.mean(now))
 
-    def explain(self, uuid: str, now: float):
+    def explain(self, uuid: str, now: float) -> Explanation:
         """Why this call has (or has not yet) this agent: see explain.py."""
-        from engine.acd.explain import explain
-
         return explain(self, uuid, now)
 
     # ------------------------------------------------------------------ internals
@@ -394,7 +393,8 @@ class Router:
         except KeyError:
             raise RoutingError(f"no queue '{name}'; add it (queues: in the ACD configuration) first") from None
 
-    def _member(self, uuid: str) -> Member:
+    def member(self, uuid: str) -> Member:
+        """The call, waiting, being offered or answered; RoutingError if it is in no queue."""
         try:
             return self.members[uuid]
         except KeyError:
@@ -598,6 +598,6 @@ class Router:
         ringing = member.offers
         chosen = select(queue.strategy, index.available,
                         lambda a: a not in ringing and tiers[a].level <= max_level and meets(agents[a].skills, need),
-                        tried=member.tried)
+                        tried=member.tried, rng=self._rng)
         self._at(now + queue.ring_progressively_delay, "ring", uuid)
         return [self._ring(member, agent_id, now) for agent_id in chosen]

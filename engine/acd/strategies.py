@@ -33,9 +33,9 @@ def index_key(strategy: Strategy, agent: Agent, tier: Tier, queue: Queue) -> Ent
 
 
 def select(strategy: Strategy, entries: Sequence[Entry], eligible: Callable[[str], bool], *,
-           after: Entry | None = None, tried: Collection[str] = (), rng: random.Random | None = None) -> list[str]:
+           rng: random.Random, after: Entry | None = None, tried: Collection[str] = ()) -> list[str]:
     """The agent ids, in `entries` order, that the strategy offers the call to (none, one, or all
-    for ring-all). `after` is round-robin's memory (the last agent's entry); `tried` the agents
+    for ring-all). `rng` draws for random; `after` is round-robin's memory (the last agent's entry); `tried` the agents
     that missed this call, which top-down and ring-progressively move past until every eligible
     agent has missed it (then they start from the top again)."""
     if not entries:
@@ -46,7 +46,7 @@ def select(strategy: Strategy, entries: Sequence[Entry], eligible: Callable[[str
         start = bisect_right(entries, after) if after is not None else 0
         return _first(entries, eligible, start)
     if strategy is Strategy.RANDOM:
-        return _first(entries, eligible, (rng or random).randrange(len(entries)))
+        return _first(entries, eligible, rng.randrange(len(entries)))
     if strategy in (Strategy.TOP_DOWN, Strategy.RING_PROGRESSIVELY) and tried:
         fresh = _first(entries, lambda agent: agent not in tried and eligible(agent), 0)
         if fresh:

@@ -104,7 +104,11 @@ class RouterDriver:
                 for agent in self.router.member_left(uuid, now):
                     self._kill(uuid, agent)
             elif uuid in self._leg_owner:
-                caller, _ = self._leg_owner[uuid]
+                caller, agent = self._leg_owner.pop(uuid)
+                self._legs.pop((caller, agent), None)
+                member = self.router.members.get(caller)
+                if member is None or member.agent != agent:
+                    return  # a leg that rang and was stopped (ring-all): the call goes on elsewhere
                 self._end_talk(caller, now)
                 self.router.call_ended(caller, now)
             else:
@@ -229,6 +233,8 @@ def run(scenario: Scenario, *, answer_within: float, acd: AcdConfig | None = Non
     if acd is None:
         queue = Queue("default", service_level_seconds=answer_within)
         acd = AcdConfig((queue,), tuple(Agent(i) for i in ids), tuple(Tier(i, queue.name) for i in ids))
+    if not acd.queues:
+        raise ConfigError("the ACD configuration has no queue for the calls to join")
     router = Router(acd.queues, [dataclasses.replace(a) for a in acd.agents], acd.tiers, seed=sim.seed)
     default_queue = acd.queues[0].name
 
