@@ -112,7 +112,7 @@ def explain(router: "Router", uuid: str, now: float) -> Explanation:
             chosen=agent_id in chosen, reasons=tuple(reasons)))
     return Explanation(
         call_uuid=uuid, queue=queue.name, strategy=queue.strategy.value, state=member.state.value,
-        priority=member.priority or 0, waited=waited, position=router.position(uuid), need=need,
+        priority=member.priority or 0, waited=waited, position=router.position(uuid), need=dict(need),
         max_tier_level=max_level if queue.tier_rules.apply else None,
         decided_at=decision.at if decision else None,
         summary=_summary(member.state, queue.strategy.value, decision, out, router.position(uuid)),

@@ -8,12 +8,12 @@ from typing import Iterable, Mapping
 from engine.acd.model import Member, Queue, TierRules
 
 
-def required_levels(queue: Queue, member: Member, waited: float) -> dict[str, int]:
+def required_levels(queue: Queue, member: Member, waited: float) -> Mapping[str, int]:
     """Skill -> minimum level in force after `waited` seconds. A member's own need for a skill the
     queue also asks for raises the bar; relaxation only ever lowers it."""
-    need = dict(queue.skills)
     if not member.skills and not queue.relax:
-        return need
+        return queue.skills
+    need = dict(queue.skills)
     for skill, level in member.skills.items():
         need[skill] = max(level, need.get(skill, 0))
     for step in queue.relax:

@@ -29,7 +29,7 @@ import math
 import random
 from bisect import bisect_left, insort
 from dataclasses import dataclass, field
-from typing import Iterable, NamedTuple
+from typing import Iterable, Mapping, NamedTuple
 
 from engine.acd.estimator import HandleTimes, estimated_wait
 from engine.acd.explain import Explanation, explain
@@ -56,7 +56,7 @@ class Decision(NamedTuple):
 
     at: float
     agents: tuple[str, ...]            # offered
-    need: dict[str, int]               # skill levels in force
+    need: Mapping[str, int]            # skill levels in force
     max_tier_level: float
     considered: tuple[str, ...]        # the queue's available agents, in strategy order
     waited: float
@@ -70,7 +70,7 @@ class _QueueIndex:
     free_skills: dict[str, int] = field(default_factory=dict)     # skill -> available agents having it
     groups: dict[tuple, list[tuple]] = field(default_factory=dict)  # (needs, priority) -> member keys, sorted
     levels: dict[int, list[int]] = field(default_factory=dict)    # tier level -> [tiers, staffed]
-    heads: list[tuple[tuple, tuple]] | None = None  # (head key, its own skills) per group, in order
+    heads: list[tuple[tuple, tuple]] = field(default_factory=list)  # (head key, own skills) per group, sorted
     waiting: int = 0
     rr_after: Entry | None = None                                 # round-robin's memory
     handle_times: HandleTimes = field(default_factory=HandleTimes)
@@ -87,7 +87,7 @@ class _Candidate:
     index: _QueueIndex
     member: Member
     agents: list[str]
-    need: dict[str, int]
+    need: Mapping[str, int]
     max_tier_level: float
     waited: float
     rank: tuple
@@ -110,7 +110,7 @@ class Router:
         self.decisions: dict[str, Decision] = {}
         self._tiers_of: dict[str, dict[str, Tier]] = {}   # agent id -> queue -> tier
         self._entries: dict[str, dict[str, Entry]] = {}   # agent id -> queue -> its entry there
-        self._member_keys: dict[str, tuple[tuple, tuple]] = {}  # uuid -> (group, sort key)
+        self._member_keys: dict[str, tuple[tuple, tuple, tuple]] = {}  # uuid -> (group, sort key, own skills)
         self._ready: set[str] = set()  # queues changed since the last decision looked at them
         self._timers: list[tuple[float, int, str, str]] = []
         self._seq = itertools.count()
@@ -220,7 +220,8 @@ class Router:
         member.state = MemberState.WAITING
         self.members[member.uuid] = member
         key = (-member.priority, member.joined_at, next(self._seq), member.uuid)
-        self._member_keys[member.uuid] = ((frozenset(member.skills.items()), member.priority), key)
+        self._member_keys[member.uuid] = ((frozenset(member.skills.items()), member.priority), key,
+                                          tuple(sorted(member.skills)))
         self._enqueue(member)
 
     def member_left(self, uuid: str, now: float) -> list[str]:
@@ -346,7 +347,7 @@ class Router:
         member = self.members.get(uuid)
         if member is None or member.state is not MemberState.WAITING:
             return None
-        _, key = self._member_keys[uuid]
+        key = self._member_keys[uuid][1]
         return 1 + sum(bisect_left(keys, key) for keys in self.queues[member.queue].groups.values())
 
     def waiting(self, queue_name: str) -> list[Member]:
@@ -405,23 +406,27 @@ class Router:
 
     def _enqueue(self, member: Member) -> None:
         index = self.queues[member.queue]
-        group, key = self._member_keys[member.uuid]
+        group, key, own_skills = self._member_keys[member.uuid]
         keys = index.groups.setdefault(group, [])
         at = bisect_left(keys, key)
+        if at == 0:  # the group's new head
+            if keys:
+                _discard(index.heads, (keys[0], own_skills))
+            insort(index.heads, (key, own_skills))
         keys.insert(at, key)
-        if at == 0:
-            index.heads = None
         index.waiting += 1
         self._ready.add(member.queue)
 
     def _dequeue(self, member: Member) -> None:
         index = self.queues[member.queue]
-        group, key = self._member_keys[member.uuid]
+        group, key, own_skills = self._member_keys[member.uuid]
         keys = index.groups[group]
         at = bisect_left(keys, key)
         del keys[at]
         if at == 0:
-            index.heads = None
+            _discard(index.heads, (key, own_skills))
+            if keys:
+                insort(index.heads, (keys[0], own_skills))
         if not keys:
             del index.groups[group]
         index.waiting -= 1
@@ -502,9 +507,6 @@ class Router:
 
         # One free agent (a busy centre: someone just finished a call): every strategy picks it.
         only = index.available[0][-1] if len(index.available) == 1 else None
-        if index.heads is None:
-            index.heads = sorted((keys[0], tuple(skill for skill, _ in needs))
-                                 for (needs, _), keys in index.groups.items())
         for key, own_skills in index.heads:
             if own_skills and not all(map(free_skills.get, own_skills)):
                 continue  # needs a skill of its own that no free agent of the queue has at any level
@@ -531,7 +533,7 @@ class Router:
         queue = index.queue
         self.decisions[member.uuid] = Decision(now, tuple(candidate.agents), candidate.need,
                                                candidate.max_tier_level,
-                                               tuple(entry[-1] for entry in index.available), candidate.waited)
+                                               tuple([entry[-1] for entry in index.available]), candidate.waited)
         if queue.strategy is Strategy.ROUND_ROBIN:
             index.rr_after = self._entries[candidate.agents[0]][queue.name]
         self._dequeue(member)
