@@ -16,7 +16,7 @@ import math
 import random
 import uuid as uuidlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 import gevent
 from gevent.event import Event
@@ -48,17 +48,37 @@ class CallOutcome:
 
 
 @dataclass(frozen=True)
-class WhatIfReport:
+class QueueFigures:
     offered: int
     answered: int
     abandoned: int
     service_level: float        # answered within T / offered
     asa_seconds: float          # mean wait of the answered calls
     abandon_rate: float
+
+    @classmethod
+    def of(cls, calls: list[CallOutcome], answer_within: float) -> "QueueFigures":
+        waits = [c.answered_at - c.joined_at for c in calls if c.answered_at is not None]
+        abandoned = sum(1 for c in calls if c.answered_at is None and c.left_at is not None)
+        offered = len(calls)
+        return cls(offered, len(waits), abandoned,
+                   sum(w <= answer_within for w in waits) / offered if offered else 0.0,
+                   sum(waits) / len(waits) if waits else math.inf, abandoned / offered if offered else 0.0)
+
+
+@dataclass(frozen=True)
+class WhatIfReport:
+    offered: int
+    answered: int
+    abandoned: int
+    service_level: float
+    asa_seconds: float
+    abandon_rate: float
     occupancy: float            # agents' talk time / (agents x measured time)
     agents: int
+    queues: dict[str, QueueFigures]
 
-    def to_dict(self) -> dict[str, float | int]:
+    def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
@@ -177,19 +197,17 @@ class RouterDriver:
 
     # ------------------------------------------------------------------ results
     def report(self, answer_within: float, since: float, until: float) -> WhatIfReport:
-        """Figures over the calls that joined in [since, until)."""
+        """Figures over the calls that joined in [since, until): in all with `answer_within` as
+        the service level's T, and per queue with the queue's own T."""
         calls = [c for c in self.outcomes.values() if since <= c.joined_at < until]
-        answered = [c for c in calls if c.answered_at is not None]
-        waits = [c.answered_at - c.joined_at for c in answered]
-        within = sum(w <= answer_within for w in waits)
-        abandoned = sum(1 for c in calls if c.answered_at is None and c.left_at is not None)
+        total = QueueFigures.of(calls, answer_within)
         agents = len(self.router.agents)
         return WhatIfReport(
-            offered=len(calls), answered=len(answered), abandoned=abandoned,
-            service_level=within / len(calls) if calls else 0.0,
-            asa_seconds=sum(waits) / len(waits) if waits else math.inf,
-            abandon_rate=abandoned / len(calls) if calls else 0.0,
-            occupancy=self.talk_seconds / (agents * (until - since)) if agents else 0.0, agents=agents)
+            **dataclasses.asdict(total),
+            occupancy=self.talk_seconds / (agents * (until - since)) if agents else 0.0, agents=agents,
+            queues={name: QueueFigures.of([c for c in calls if c.queue == name],
+                                          self.router.queues[name].queue.service_level_seconds)
+                    for name in sorted({c.queue for c in calls})})
 
 
 def mmc_scenario(calls_per_hour: float, aht: float, agents: int, hours: float, *, seed: int,
@@ -221,11 +239,14 @@ def with_agents(scenario: Scenario, agents: int) -> Scenario:
 
 
 def run(scenario: Scenario, *, answer_within: float, acd: AcdConfig | None = None, seed: int | None = None,
-        start: float = 1_800_000_000.0, recorder: TruthRecorder | None = None) -> WhatIfReport:
+        routes: Mapping[str, str] | None = None, start: float = 1_800_000_000.0,
+        recorder: TruthRecorder | None = None) -> WhatIfReport:
     """Play the scenario with the Router in charge and report what the callers got (the
     simulator's ground truth of every call goes to `recorder`).
 
-    Without an ACD configuration every agent of the scenario serves one longest-idle-agent queue.
+    A call joins the queue `routes` gives for its destination number, else the one its
+    callrouter_queue channel variable names, else the first queue. Without an ACD configuration
+    every agent of the scenario serves one longest-idle-agent queue.
     """
     clock = VirtualClock(start=start)
     sim = Simulation(scenario, clock=clock, serve=False, seed=seed, recorder=recorder)
@@ -237,10 +258,15 @@ def run(scenario: Scenario, *, answer_within: float, acd: AcdConfig | None = Non
         raise ConfigError("the ACD configuration has no queue for the calls to join")
     router = Router(acd.queues, [dataclasses.replace(a) for a in acd.agents], acd.tiers, seed=sim.seed)
     default_queue = acd.queues[0].name
+    routes = dict(routes or {})
+    for number, queue_name in routes.items():
+        if queue_name not in router.queues:
+            raise ConfigError(f"route {number}={queue_name}: no queue '{queue_name}' in the ACD configuration")
 
     def queue_for(event: SimEvent) -> str:
+        routed = routes.get(event.get("Caller-Destination-Number") or "")
         named = event.get(f"variable_{QUEUE_VARIABLE}")
-        return named if named in router.queues else default_queue
+        return routed or (named if named in router.queues else default_queue)
 
     driver = RouterDriver(sim, router, queue_for)
     driver.start()

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from engine.acd.config import load_acd
 from engine.acd.erlang import erlang_c_staffing
 from engine.acd.whatif import mmc_scenario, run
+from engine.simulator.scenario import load_scenario
 from engine.simulator.truth import TruthRecorder
 
 START = 1_800_000_000.0
@@ -101,3 +103,55 @@ def test_what_if_a_recorded_scenario_had_more_agents(tmp_path):
     assert doubled["asa_seconds"] < as_planned["asa_seconds"]
     # the same seed places the same calls whatever the staffing
     assert doubled["offered"] == as_planned["offered"]
+
+
+TWO_QUEUES_ACD = """
+queues:
+  sales: {priority: 5, service_level: {seconds: 20}}
+  support: {skills: {tech: 5}, service_level: {seconds: 60}}
+agents:
+  "3001": {skills: {tech: 8}}
+  "3002": {skills: {tech: 6}}
+  "3003": {skills: {tech: 2}}
+tiers:
+  - {agent: "3001", queue: sales}
+  - {agent: "3001", queue: support}
+  - {agent: "3002", queue: sales}
+  - {agent: "3002", queue: support}
+  - {agent: "3003", queue: sales}
+  - {agent: "3003", queue: support}
+"""
+
+TWO_QUEUES_SCENARIO = """
+nodes: [{name: sim1, port: 0}]
+seed: 11
+duration: 7200
+park_variables: {park_timeout: "-1"}
+inbound:
+  arrivals: {per_hour: 150}
+  numbers: ["+1555XXXXXXX"]
+  dnis: {"100": 1, "200": 1}
+  kinds:
+    caller: {patience: {exponential: {mean: 600}}}
+agents:
+  - ids: "3001-3003"
+    ring: 1
+    talk: {exponential: {mean: 60}}
+    hangup_share: 1
+"""
+
+
+@pytest.mark.timeout(60)
+def test_several_queues_with_skills_and_priorities_where_the_formulas_stop(tmp_path):
+    (tmp_path / "acd.yaml").write_text(TWO_QUEUES_ACD, encoding="utf-8")
+    (tmp_path / "centre.yaml").write_text(TWO_QUEUES_SCENARIO, encoding="utf-8")
+    truth = TruthRecorder()
+    report = run(load_scenario(tmp_path / "centre.yaml"), answer_within=20, acd=load_acd(tmp_path / "acd.yaml"),
+                 routes={"100": "sales", "200": "support"}, recorder=truth, start=START)
+    sales, support = report.queues["sales"], report.queues["support"]
+    assert sales.offered + support.offered == report.offered > 200
+    # sales outranks support on the agents they share; support calls reach only its tech agents
+    assert sales.asa_seconds < support.asa_seconds / 2
+    support_agents = {r.agent for r in truth.finished if r.destination == "200" and r.agent}
+    assert support_agents == {"3001", "3002"}
+    assert any(r.agent == "3003" for r in truth.finished if r.destination == "100")
