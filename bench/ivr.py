@@ -1,7 +1,7 @@
 """Calls per second one engine process carries through a 6-node IVR flow (play, set, branch,
 menu, play with say, hangup) against the simulator in its own process, and the engine's CPU
-time per call; the spine's minimal route (greeting, one-digit menu, a short queue wait with no
-agents, goodbye) measured the same way in the same run as the baseline.
+time per call; a two-node flow (one prompt, hangup: the least a controlled call costs) measured
+the same way in the same run as the baseline.
 
 Calls are offered faster than one process can take them; calls finished inside the measured
 window (after a warm-up) count. Prints one JSON line per figure.
@@ -31,7 +31,6 @@ sys.path.insert(0, str(ROOT))
 
 from engine.app import Engine  # noqa: E402
 from engine.config import Config, EslSettings, FreeswitchNode, RouteSettings, Secret  # noqa: E402
-from engine.ivr import AgentPoolPort, FlowRunner, FlowsHolder, IvrRoute, IvrStore  # noqa: E402
 
 FLOW = """
 flow: bench
@@ -46,6 +45,15 @@ nodes:
     else: bye
   menu: {type: menu, prompt: "silence_stream://20", options: {"1": confirm}, tries: 1, timeout: 1, on_failure: bye}
   confirm: {type: play, prompt: ["silence_stream://20", {say: "7", as: number}], next: bye}
+  bye: {type: hangup}
+"""
+
+BASELINE = """
+flow: bench
+entries: [bench]
+start: greet
+nodes:
+  greet: {type: play, prompt: "silence_stream://20", next: bye}
   bye: {type: hangup}
 """
 
@@ -75,20 +83,16 @@ def start_simulator(workdir: Path, rate: float, seconds: float) -> tuple[subproc
     raise RuntimeError("the simulator did not start")
 
 
-def measure(name: str, rate: float, warmup: float, window: float, use_ivr: bool, workdir: Path) -> dict:
+def measure(name: str, flow: str, rate: float, warmup: float, window: float, workdir: Path) -> dict:
     proc, port = start_simulator(workdir, rate, warmup + window + 5)
+    flows = workdir / "flows"
+    flows.mkdir(exist_ok=True)
+    (flows / "bench.yaml").write_text(flow)
     config = Config(freeswitch=(FreeswitchNode("sim1", "127.0.0.1", port, Secret("ClueCon")),),
-                    data_dir=workdir / "data",
+                    data_dir=workdir / "data", dialplans=flows,
                     esl=EslSettings(command_timeout=10.0, backoff_initial=0.05, backoff_max=0.5),
-                    route=RouteSettings(greeting="silence_stream://20", menu_prompt="silence_stream://20",
-                                        menu_timeout_ms=1000, max_wait_seconds=1, park_timeout_seconds=60))
-    engine = Engine(config, with_database=False, with_api=False)
-    if use_ivr:
-        flows = workdir / "flows"
-        flows.mkdir(exist_ok=True)
-        (flows / "bench.yaml").write_text(FLOW)
-        runner = FlowRunner(AgentPoolPort(engine.pool, config.route), IvrStore(None))
-        engine.registry.handler = IvrRoute(FlowsHolder(flows), runner)
+                    route=RouteSettings(park_timeout_seconds=60))
+    engine = Engine(config, with_database=False, with_api=False, with_metrics=False)
     try:
         engine.start()
         assert engine.nodes[0].wait_up(10), "engine did not connect"
@@ -114,12 +118,12 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     rate, warmup, window = (10.0, 2.0, 3.0) if args.smoke else (args.rate, 5.0, args.seconds)
     with tempfile.TemporaryDirectory() as tmp:
-        ivr = measure("ivr_6_nodes", rate, warmup, window, True, Path(tmp) / "ivr")
-        spine = measure("minimal_route", rate, warmup, window, False, Path(tmp) / "spine")
+        ivr = measure("ivr_6_nodes", FLOW, rate, warmup, window, Path(tmp) / "ivr")
+        spine = measure("ivr_2_nodes", BASELINE, rate, warmup, window, Path(tmp) / "baseline")
     params = {"offered_per_second": rate, "window_seconds": window, "smoke": args.smoke}
     for figure, unit in (("calls_per_second", "calls/s"), ("cpu_ms_per_call", "ms")):
         print(json.dumps({"name": f"ivr_{figure}", "value": round(ivr[figure], 3), "unit": unit,
-                          "baseline": {"name": f"minimal_route_{figure}", "value": round(spine[figure], 3)},
+                          "baseline": {"name": f"ivr_2_nodes_{figure}", "value": round(spine[figure], 3)},
                           "params": {**params, "calls": ivr["calls"], "baseline_calls": spine["calls"]}}))
 
 

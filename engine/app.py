@@ -24,7 +24,9 @@ from engine.config import Config, Secret
 from engine.db import Database, migrate
 from engine.errors import DatabaseError
 from engine.esl import Node, NodeConfig
-from engine.minimal_route import AgentPool, MinimalRoute
+from engine.ivr import AgentPoolPort, Checks, FlowErrors, FlowRunner, FlowsHolder, IvrRoute, IvrStore, RunnerSettings
+from engine.ivr.poolport import AgentPool
+from engine.metrics import EngineMetrics, MetricsServer, SpineQueues
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +54,26 @@ def api_token(config: Config) -> Secret:
 
 
 class Engine:
-    def __init__(self, config: Config, *, with_database: bool = True, with_api: bool = True) -> None:
+    def __init__(self, config: Config, *, with_database: bool = True, with_api: bool = True,
+                 with_metrics: bool = True) -> None:
         self.config = config
         self.instance_id = str(uuid.uuid4())
         self.started_at = time.time()
-        self.stats = CallStats()
-        self.pool = AgentPool(config.route.agents, time.time)
         self.database = Database(config.database_dsn, config.data_dir) if with_database else None
         self.writer: RecordWriter | None = None  # started once the database is known (start())
         self.journal = CallJournal(None)
-        self.registry = CallRegistry(MinimalRoute(config.route, self.pool), self.stats, self.journal)
+        self.flows = FlowsHolder(config.dialplans, Checks())
+        self.metrics = EngineMetrics(lambda: self.nodes, lambda: self.registry.calls,
+                                     node_names=tuple(fs.name for fs in config.freeswitch),
+                                     queues=self.flows.current.queues(), report=config.reports)
+        self.stats = CallStats(listener=self.metrics.calls_feed)
+        self.pool = AgentPool(config.route.agents, time.time)
+        self.ivr_store = IvrStore(self.database.connect if self.database else None)
+        runner = FlowRunner(AgentPoolPort(self.pool, config.route), self.ivr_store,
+                            RunnerSettings(recordings_dir=config.data_dir / "recordings"),
+                            on_node_error=self.metrics.ivr.node_error)
+        route = IvrRoute(self.flows, runner, park_timeout_seconds=config.route.park_timeout_seconds)
+        self.registry = CallRegistry(route, self.stats, self.journal)
         self.nodes: list[Node] = []
         for fs in config.freeswitch:
             node = Node(
@@ -73,9 +85,15 @@ class Engine:
                 on_event=self.registry.dispatch,
                 on_up=self.registry.reconcile,
                 on_down=self.registry.node_down,
+                observer=self.metrics.esl,
             )
             self.registry.nodes[fs.name] = node
             self.nodes.append(node)
+        self.metrics.add_queue_source(SpineQueues(self.registry, self.pool, len(config.route.agents),
+                                                  lambda: self.flows.current.queues(), time.time,
+                                                  self.metrics.estimated_wait))
+        self.metrics_server = (MetricsServer(self.metrics.registry, config.metrics_listen)
+                               if with_metrics and config.metrics_listen else None)
         self.api = AdminApi(config.api.host, config.api.port, api_token(config), self.status) if with_api else None
         self._stopped = GEvent()
         self._ticker: gevent.Greenlet | None = None
@@ -87,6 +105,9 @@ class Engine:
         if self.api is not None:
             self.api.start()
             log.info("admin API on http://%s:%d", self.config.api.host, self.api.port)
+        if self.metrics_server is not None:
+            self.metrics_server.start()
+            log.info("metrics on http://%s:%d/metrics", self.metrics_server.host, self.metrics_server.port)
         for node in self.nodes:
             log.info("connecting to FreeSWITCH %s at %s:%d", node.config.name, node.config.host, node.config.port)
             node.start()
@@ -103,6 +124,7 @@ class Engine:
         self.writer = RecordWriter(self.database.dsn(), self.config.data_dir / "cdr-spool", self.config.cdr)
         self.writer.start()
         self.journal.sink = self.writer
+        self.metrics.watch_cdr_writer(self.writer.stats)
 
     def _tick(self) -> None:
         while True:
@@ -120,6 +142,9 @@ class Engine:
             node.stop()
         if self.api is not None:
             self.api.stop()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+        self.ivr_store.flush()
         if self.writer is not None:
             self.writer.stop()  # drains to PostgreSQL, or to the spool if it is away
         if self.database is not None:
@@ -137,9 +162,17 @@ class Engine:
         gevent.signal_handler(signal.SIGHUP, lambda: gevent.spawn(self.reload))
         self._stopped.wait()
 
-    def reload(self) -> None:
-        # Flows and queues (IVR, ACD) register here as they land; the spine has nothing to reload.
-        log.info("reload requested (SIGHUP): nothing to reload yet")
+    def reload(self) -> bool:
+        """Swap in the call flows if, and only if, every file validates (calls in progress keep theirs)."""
+        try:
+            self.flows.reload()
+        except FlowErrors as exc:
+            log.error("flows not reloaded, the running ones stay:\n%s", exc)
+            self.metrics.reloads.reloaded(False)
+            return False
+        log.info("flows reloaded: %s", self.flows.current.version)
+        self.metrics.reloads.reloaded(True)
+        return True
 
     # --- what the admin API and the demo show ---------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -155,5 +188,6 @@ class Engine:
             "calls_by_stage": stages,
             **self.pool.status(),
             **self.stats.summary(),
+            **self.metrics.wallboard(),
         }
 

@@ -78,20 +78,14 @@ class ApiSettings:
 
 @dataclass(frozen=True)
 class RouteSettings:
-    """The spine's minimal built-in route (answer, prompt, digits, bridge to a free agent).
+    """The interim queue's agents (engine.ivr.poolport): one list serving every queue the flows
+    name, until the ACD brings agents, skills and queues of its own."""
 
-    The IVR and the ACD replace it as they land; until then it keeps calls flowing end to end.
-    """
-
-    greeting: str = "tone_stream://%(400,200,440);loops=2"
-    menu_prompt: str = "tone_stream://%(200,100,660)"
-    menu_timeout_ms: int = 4000
     hold_music: str = "tone_stream://%(2000,4000,440,480);loops=-1"
     agents: tuple[str, ...] = ()
     agent_domain: str = ""
     ring_seconds: int = 20
-    max_wait_seconds: int = 120
-    park_timeout_seconds: int = 60
+    park_timeout_seconds: int = 3600
 
 
 @dataclass(frozen=True)
@@ -105,6 +99,7 @@ class Config:
     shutdown_grace_seconds: float = 30.0
     esl: EslSettings = field(default_factory=EslSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    metrics_listen: str = "127.0.0.1:9180"  # Prometheus's /metrics ("" = not served)
     route: RouteSettings = field(default_factory=RouteSettings)
     cdr: WriterSettings = field(default_factory=WriterSettings)
     reports: ReportSettings = field(default_factory=ReportSettings)
@@ -209,29 +204,48 @@ def _load_esl(doc: YamlMap) -> EslSettings:
     return EslSettings(**values)
 
 
+def parse_listen(listen: str, what: str = "the address") -> tuple[str, int]:
+    """HOST:PORT (an IPv6 host in brackets); port 0 picks a free one."""
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"{what} must be HOST:PORT (e.g. 127.0.0.1:9180), got '{listen}'")
+    return host.strip("[]"), int(port)
+
+
+def _listen(sec: YamlMap, default: str, what: str) -> str:
+    listen = _get(sec, "listen", str, default, what)
+    try:
+        parse_listen(listen, f"{what}.listen")
+    except ConfigError as exc:
+        raise sec.mark_of("listen").error(str(exc)) from None
+    return listen
+
+
 def _load_api(doc: YamlMap) -> ApiSettings:
     sec = _section(doc, "api")
     check_keys(sec, {"listen", "token"}, "api")
-    listen = _get(sec, "listen", str, "127.0.0.1:8088", "api")
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise sec.mark_of("listen").error(f"api.listen must be HOST:PORT, got '{listen}'")
-    return ApiSettings(host.strip("[]"), int(port), _secret_value(sec, "token", "api"))
+    host, port = parse_listen(_listen(sec, "127.0.0.1:8088", "api"))
+    return ApiSettings(host, port, _secret_value(sec, "token", "api"))
+
+
+def _load_metrics(doc: YamlMap) -> str:
+    sec = _section(doc, "metrics")
+    check_keys(sec, {"listen"}, "metrics")
+    return _listen(sec, Config.metrics_listen, "metrics")
 
 
 def _load_route(doc: YamlMap) -> RouteSettings:
     sec = _section(doc, "route")
     defaults = RouteSettings()
-    names = ("greeting", "menu_prompt", "menu_timeout_ms", "hold_music", "agents", "agent_domain",
-             "ring_seconds", "max_wait_seconds", "park_timeout_seconds")
+    names = ("hold_music", "agents", "agent_domain", "ring_seconds", "park_timeout_seconds")
     check_keys(sec, set(names), "route")
     agents = sec.get("agents") or ()
     if agents:
         agents = expect_list(agents, sec.mark_of("agents"), "route.agents")
     values: dict[str, Any] = {"agents": tuple(str(a) for a in agents)}
-    for name in ("greeting", "menu_prompt", "hold_music", "agent_domain"):
+    for name in ("hold_music", "agent_domain"):
         values[name] = _get(sec, name, str, getattr(defaults, name), "route")
-    for name in ("menu_timeout_ms", "ring_seconds", "max_wait_seconds", "park_timeout_seconds"):
+    for name in ("ring_seconds", "park_timeout_seconds"):
         values[name] = int(_positive(sec, name, _get(sec, name, int, getattr(defaults, name), "route"), "route"))
     return RouteSettings(**values)
 
@@ -267,7 +281,7 @@ def _load_reports(doc: YamlMap) -> ReportSettings:
 
 
 _TOP_KEYS = {"freeswitch", "data_dir", "dialplans", "database", "logging", "shutdown_grace_seconds",
-             "esl", "api", "route", "cdr", "reports"}
+             "esl", "api", "metrics", "route", "cdr", "reports"}
 
 
 def config_from_yaml(doc: Any, source: str) -> Config:
@@ -298,6 +312,7 @@ def config_from_yaml(doc: Any, source: str) -> Config:
                                                _get(doc, "shutdown_grace_seconds", float, 30.0, "config"), "config")),
         esl=_load_esl(doc),
         api=_load_api(doc),
+        metrics_listen=_load_metrics(doc),
         route=_load_route(doc),
         cdr=_load_cdr(doc),
         reports=_load_reports(doc),

@@ -3,7 +3,16 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+
+class Listener(Protocol):
+    """Told of the same moments, e.g. engine.metrics' feed; called inline, must not block."""
+
+    def queued(self, call: Any, queue: str) -> None: ...
+    def connected(self, call: Any) -> None: ...
+    def finished(self, call: Any) -> None: ...
+    def handed_over(self, call: Any) -> None: ...
 
 
 @dataclass
@@ -18,6 +27,7 @@ class CallStats:
     by_queue: Counter = field(default_factory=Counter)
     outcomes: Counter = field(default_factory=Counter)
     hangup_causes: Counter = field(default_factory=Counter)
+    listener: Listener | None = None
 
     def offered_call(self, call: Any) -> None:
         self.offered += 1
@@ -27,6 +37,8 @@ class CallStats:
 
     def queued(self, call: Any, queue: str) -> None:
         self.by_queue[queue] += 1
+        if self.listener is not None:
+            self.listener.queued(call, queue)
 
     def finished(self, call: Any) -> None:
         self.active -= 1
@@ -36,14 +48,20 @@ class CallStats:
         if outcome == "abandoned":
             self.abandoned += 1
         self.hangup_causes[call.caller.hangup_cause or "UNKNOWN"] += 1
+        if self.listener is not None:
+            self.listener.finished(call)
 
     def connected(self, call: Any) -> None:
         """The caller was just bridged to an agent (counted now, so live views see it)."""
         self.answered += 1
+        if self.listener is not None:
+            self.listener.connected(call)
 
     def handed_over(self, call: Any) -> None:
         self.active -= 1
         self.handed_over_calls += 1
+        if self.listener is not None:
+            self.listener.handed_over(call)
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import click
 
-from engine.config import Config, load_config, parse_node_spec
+from engine.config import Config, load_config, parse_listen, parse_node_spec
 from engine.errors import CallRouterError
 
 
@@ -26,6 +26,8 @@ def build_config(config_path: Path | None, data_dir: Path | None, freeswitch: tu
                  **overrides: Any) -> Config:
     config = load_config(config_path)
     nodes = tuple(parse_node_spec(spec, i) for i, spec in enumerate(freeswitch))
+    if overrides.get("metrics_listen"):
+        parse_listen(overrides["metrics_listen"], "--metrics-address")
     return config.with_overrides(data_dir=data_dir, freeswitch=nodes or None, **overrides)
 
 

@@ -81,19 +81,24 @@ def _live_table(status: dict, elapsed: float):
 @click.option("--json", "as_json", is_flag=True, help="Print only the final summary, as one JSON object.")
 @click.option("--truth-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the simulator's ground truth (one JSON line per finished call) here.")
+@click.option("--dialplans", type=click.Path(file_okay=False, path_type=Path),
+              help="The directory of call-flow YAML files [default: ./dialplans].")
+@click.option("--metrics-address", metavar="HOST:PORT",
+              help="Serve Prometheus's /metrics here [default: metrics.listen, 127.0.0.1:9180].")
 @friendly_errors
 def COMMAND(config_path: Path | None, data_dir: Path | None, scenario: Path | None, duration: float | None,
-            as_json: bool, truth_file: Path | None) -> None:
+            as_json: bool, truth_file: Path | None, dialplans: Path | None, metrics_address: str | None) -> None:
     """Run engine + simulated FreeSWITCH + embedded PostgreSQL with demo traffic.
 
-    Shows a live summary until Ctrl-C (or --duration), then prints the totals: calls offered,
-    answered, abandoned, routed per entry and queue, and hangup causes.
+    Calls follow the flows in --dialplans (the bundled demo calls the 24/7 line, entry
+    2125550100). Shows a live summary until Ctrl-C (or --duration), then prints the totals:
+    calls offered, answered, abandoned, routed per entry and queue, and hangup causes.
     """
     from engine.app import Engine
     from engine.simulator.scenario import bundled
 
     scenario = scenario or bundled("demo")
-    config = build_config(config_path, data_dir)
+    config = build_config(config_path, data_dir, dialplans=dialplans, metrics_listen=metrics_address)
     setup_logging("WARNING" if not as_json else "ERROR", "text")
     port = _free_port()
     config = config.with_overrides(

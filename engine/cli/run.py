@@ -18,9 +18,11 @@ from engine.logs import setup_logging
                    "Replaces the config's freeswitch list.")
 @click.option("--dialplans", type=click.Path(file_okay=False, path_type=Path),
               help="The directory of call-flow YAML files [default: ./dialplans].")
+@click.option("--metrics-address", metavar="HOST:PORT",
+              help="Serve Prometheus's /metrics here [default: metrics.listen, 127.0.0.1:9180].")
 @friendly_errors
 def COMMAND(config_path: Path | None, data_dir: Path | None, freeswitch: tuple[str, ...],
-            dialplans: Path | None) -> None:
+            dialplans: Path | None, metrics_address: str | None) -> None:
     """Run the engine: connect to FreeSWITCH and control the calls its dialplan parks.
 
     Calls are picked up when FreeSWITCH parks them with the channel variable callrouter_entry set
@@ -33,7 +35,7 @@ def COMMAND(config_path: Path | None, data_dir: Path | None, freeswitch: tuple[s
     """
     from engine.app import Engine
 
-    config = build_config(config_path, data_dir, freeswitch, dialplans=dialplans)
+    config = build_config(config_path, data_dir, freeswitch, dialplans=dialplans, metrics_listen=metrics_address)
     if not config.freeswitch:
         raise ConfigError("no FreeSWITCH node to connect to: give --freeswitch HOST:PORT:PASSWORD "
                           "or a freeswitch: list in --config")

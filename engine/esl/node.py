@@ -13,7 +13,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 import gevent
 import gevent.event
@@ -28,6 +28,14 @@ log = logging.getLogger(__name__)
 
 # Always subscribed: our bgapi results and the switch's 20-second pulse for the watchdog.
 _REQUIRED_EVENTS = ("BACKGROUND_JOB", "HEARTBEAT")
+
+
+class Observer(Protocol):
+    """Who counts what the node sees (engine.metrics): called inline, so it must not block."""
+
+    def connected(self, node: str) -> None: ...
+    def event(self, node: str, name: str) -> None: ...
+    def command(self, node: str, command: str, seconds: float) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -48,8 +56,10 @@ class NodeConfig:
 class Node:
     def __init__(self, config: NodeConfig, on_event: Callable[[Event], None],
                  on_up: Callable[["Node"], None] | None = None,
-                 on_down: Callable[["Node", str], None] | None = None) -> None:
+                 on_down: Callable[["Node", str], None] | None = None,
+                 observer: Observer | None = None) -> None:
         self.config = config
+        self._observer = observer
         self.name = config.name
         self._on_event = on_event
         self._on_up = on_up
@@ -114,6 +124,8 @@ class Node:
                 delay = self.config.backoff_initial
                 self._conn = conn
                 self._up.set()
+                if self._observer is not None:
+                    self._observer.connected(self.name)
                 log.info("%s: connected to %s:%s", self.name, self.config.host, self.config.port)
                 watchdog = gevent.spawn(self._watchdog, conn)
                 if self._on_up is not None:
@@ -160,6 +172,8 @@ class Node:
 
     # -- events --------------------------------------------------------------------------
     def _dispatch(self, event: Event) -> None:
+        if self._observer is not None:
+            self._observer.event(self.name, event.name)
         if event.name == "BACKGROUND_JOB":
             result = self._jobs.pop(event.job_uuid or "", None)
             if result is not None:
@@ -177,7 +191,13 @@ class Node:
         conn = self._conn
         if conn is None:
             raise NotConnected(f"{self.name}: not connected to FreeSWITCH")
-        return conn.send(frame, self.config.command_timeout if timeout is None else timeout)
+        if self._observer is None:
+            return conn.send(frame, self.config.command_timeout if timeout is None else timeout)
+        started = time.monotonic()
+        try:
+            return conn.send(frame, self.config.command_timeout if timeout is None else timeout)
+        finally:
+            self._observer.command(self.name, frame.split(" ", 1)[0].strip(), time.monotonic() - started)
 
     @staticmethod
     def _check_ok(reply: Event, what: str) -> None:

@@ -188,6 +188,11 @@ class FlowSet:
         name = self.entries.get(entry) or self.default
         return self.flows.get(name) if name else None
 
+    def queues(self) -> tuple[str, ...]:
+        """Every queue the flows of this set can send callers to."""
+        return tuple(sorted({node.queue for flow in self.flows.values() for node in flow.nodes.values()
+                             if isinstance(node, Queue)}))
+
 
 def next_node(node: Node, outcome: str) -> str | None:
     """Where the flow goes when `node` ends with `outcome` (None: the flow ends here)."""

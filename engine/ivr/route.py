@@ -17,7 +17,7 @@ from typing import Callable
 from gevent.lock import RLock
 
 from engine.calls.call import Call
-from engine.calls.leg import VAR_ENTRY, VAR_FLOW, VAR_NODE, VAR_STAGE
+from engine.channelvars import VAR_ENTRY, VAR_FLOW, VAR_NODE, VAR_STAGE
 from engine.ivr.loader import Checks, load_flows
 from engine.ivr.model import FlowSet
 from engine.ivr.runner import FlowEnded, FlowRunner

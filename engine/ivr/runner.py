@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from engine.calls.call import Call, OriginateFailed
-from engine.calls.leg import VAR_ENTRY, VAR_FLOW, VAR_JOINED, VAR_NODE
+from engine.channelvars import VAR_ENTRY, VAR_FLOW, VAR_JOINED, VAR_NODE
 from engine.errors import CallGone, CallRouterError, CommandFailed, UnsafeValue
 from engine.esl import commands
 from engine.ivr import expr
@@ -75,12 +75,14 @@ def substitute(template: str, variables: dict[str, str]) -> str:
 class FlowRunner:
     def __init__(self, queue_port: QueuePort, store: IvrStore, settings: RunnerSettings | None = None, *,
                  now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
-                 on_node: Callable[[Call, str, str], None] | None = None) -> None:
+                 on_node: Callable[[Call, str, str], None] | None = None,
+                 on_node_error: Callable[[str, str], None] | None = None) -> None:
         self.queue_port = queue_port
         self.store = store
         self.settings = settings or RunnerSettings()
         self.now = now
         self.on_node = on_node  # (call, flow, node) as each node starts: metrics, tests
+        self.on_node_error = on_node_error  # (flow, node) when a node fails: metrics
 
     # --- the loop ---------------------------------------------------------------------------
     def run(self, call: Call, flows: FlowSet, flow: Flow, start: str | None = None) -> None:
@@ -100,6 +102,8 @@ class FlowRunner:
                 raise
             except (CallRouterError, OSError) as exc:  # a command refused or timed out, a value unsafe, ...
                 log.error("call %s: node %s (%s) failed: %s", call.uuid, node.name, node.where, exc)
+                if self.on_node_error is not None:
+                    self.on_node_error(session.flow.name, node.name)
                 name = self._recover(session, node)
                 continue
             if isinstance(outcome, Flow):  # a transfer to another flow

@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from engine.calls.leg import VAR_STAGE
+from engine.channelvars import VAR_STAGE
 from engine.metrics.sources import STAGES, CampaignSource, QueueSource, QueueSnapshot
 from engine.metrics.window import WINDOWS, QueueWindows
 

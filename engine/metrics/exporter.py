@@ -15,13 +15,13 @@ from gevent.pywsgi import WSGIServer
 from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
 
 from engine.cdr.reports import ReportSettings
-from engine.errors import ConfigError
+from engine.config import Config, parse_listen
 from engine.metrics.collectors import CampaignCollector, CdrCollector, EngineCollector, QueueCollector
 from engine.metrics.hooks import CallStatsFeed, EslMetrics, IvrMetrics, QueueMetrics, ReloadMetrics
 from engine.metrics.sources import CampaignSource, QueueSource
 from engine.metrics.window import WINDOWS, QueueWindows
 
-DEFAULT_LISTEN = "127.0.0.1:9180"
+DEFAULT_LISTEN = Config.metrics_listen
 ESTIMATE_WINDOW = "15m"  # a joining caller's expected wait: the recent average speed of answer
 
 
@@ -95,19 +95,11 @@ class EngineMetrics:
                 "queues": queues, "campaigns": campaigns}
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    """HOST:PORT (IPv6 in brackets) for metrics.listen and --metrics-address; port 0 picks a free one."""
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ConfigError(f"the metrics address must be HOST:PORT (e.g. {DEFAULT_LISTEN}), got '{listen}'")
-    return host.strip("[]"), int(port)
-
-
 class MetricsServer:
     """GET /metrics in Prometheus's text format, served from the engine's own gevent loop."""
 
     def __init__(self, registry: CollectorRegistry, listen: str = DEFAULT_LISTEN) -> None:
-        self.host, self._requested_port = parse_listen(listen)
+        self.host, self._requested_port = parse_listen(listen, "the metrics address")
         self._metrics = make_wsgi_app(registry)
         self._server: WSGIServer | None = None
 

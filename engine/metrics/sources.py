@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from engine.calls.leg import VAR_JOINED, VAR_QUEUE, VAR_STAGE
-from engine.minimal_route import DEFAULT_QUEUE, MENU
+from engine.channelvars import VAR_QUEUE, VAR_STAGE
 
 # mod_callcenter's agent status (what the agent chose) and state (what the agent is doing).
 LOGGED_OUT, AVAILABLE, ON_BREAK = "Logged Out", "Available", "On Break"
@@ -47,23 +46,25 @@ CampaignSource = Callable[[], Iterable[CampaignSnapshot]]
 
 
 class SpineQueues:
-    """The minimal route's queues: every menu queue is served by the one shared agent list, open always.
+    """The interim queues (engine.ivr.poolport) until the ACD: every queue the flows name is served
+    by the one shared agent list, open always.
 
     Agents not waiting are reported In a queue call while a caller talks to them, Idle otherwise
     (ringing, or resting after a call they let ring out).
     """
 
-    def __init__(self, registry: Any, pool: Any, agents: int, clock: Callable[[], float],
-                 estimate: Callable[[str], float | None] = lambda queue: None) -> None:
+    def __init__(self, registry: Any, pool: Any, agents: int, queues: Callable[[], Iterable[str]],
+                 clock: Callable[[], float], estimate: Callable[[str], float | None] = lambda queue: None) -> None:
         self.registry = registry
         self.pool = pool
         self.agents = agents
+        self.queues = queues
         self.clock = clock
         self.estimate = estimate
 
     def __call__(self) -> list[QueueSnapshot]:
         now = self.clock()
-        waits: dict[str, list[float]] = {q: [] for q in (*MENU.values(), DEFAULT_QUEUE)}
+        waits: dict[str, list[float]] = {q: [] for q in self.queues()}
         talking = 0
         for call in self.registry.calls:
             variables = call.caller.variables
@@ -71,7 +72,7 @@ class SpineQueues:
             if stage == "talking":
                 talking += 1
             elif stage == "queue" and (queue := variables.get(VAR_QUEUE)):
-                joined = float(variables.get(VAR_JOINED) or call.started)
+                joined = call.marks.get("queued", call.started)
                 waits.setdefault(queue, []).append(max(0.0, now - joined))
         free = self.pool.status()["agents_free"]
         agents = {(AVAILABLE, WAITING): free, (AVAILABLE, IN_QUEUE_CALL): min(talking, self.agents - free)}

@@ -28,17 +28,50 @@ class Centre(Simulation):
     def server(self) -> EslServer:
         return self.nodes["sim1"].server
 
-    def config(self, tmp_path: Path, **route: object) -> Config:
+    def config(self, tmp_path: Path, *, greeting: str = "tone_stream://%(300,0,440)", max_wait: float = 20,
+               **route: object) -> Config:
+        """An engine config for this centre: its agents, and the spine flow in a dialplans dir."""
+        dialplans = tmp_path / "spine-dialplans"
+        dialplans.mkdir(exist_ok=True)
+        (dialplans / "spine.yaml").write_text(SPINE_FLOW.format(greeting=greeting, max_wait=max_wait))
         agents = tuple(a for spec in self.scenario.agents for a in spec.ids)
         return Config(
             freeswitch=(FreeswitchNode("sim1", "127.0.0.1", self.server.port, Secret("ClueCon")),),
             data_dir=tmp_path / "data",
+            dialplans=dialplans,
             esl=EslSettings(command_timeout=5.0, connect_timeout=2.0, heartbeat_timeout=30.0,
                             backoff_initial=0.05, backoff_max=0.5),
-            route=replace(RouteSettings(greeting="tone_stream://%(300,0,440)", menu_prompt="silence_stream://200",
-                                        menu_timeout_ms=1500, ring_seconds=3, max_wait_seconds=20,
-                                        agents=agents), **route),
+            metrics_listen="127.0.0.1:0",
+            route=replace(RouteSettings(ring_seconds=3, agents=agents), **route),
         )
+
+
+# A greeting, a one-digit menu (1 sales, 2 support, nothing: general), the queue, then the end.
+SPINE_FLOW = """
+flow: spine
+entries: ["hotline"]
+default: true
+start: greeting
+nodes:
+  greeting:
+    type: play
+    prompt: "{greeting}"
+    next: menu
+  menu:
+    type: menu
+    prompt: silence_stream://200
+    options: {{"1": sales, "2": support}}
+    tries: 1
+    timeout: 1.5
+    on_failure: general
+  sales: {{type: queue, queue: sales, max_wait: {max_wait}, on_answered: done, on_timeout: done, on_no_agents: done}}
+  support: {{type: queue, queue: support, max_wait: {max_wait}, on_answered: done, on_timeout: done,
+            on_no_agents: done}}
+  general: {{type: queue, queue: general, max_wait: {max_wait}, on_answered: done, on_timeout: done,
+            on_no_agents: done}}
+  done:
+    type: hangup
+"""
 
 
 @pytest.fixture
@@ -61,7 +94,7 @@ def engine_factory(tmp_path):
     made: list[Engine] = []
 
     def make(config: Config) -> Engine:
-        engine = Engine(config, with_database=False, with_api=False)
+        engine = Engine(config, with_database=False, with_api=False, with_metrics=False)
         made.append(engine)
         engine.start()
         assert all(node.wait_up(10) for node in engine.nodes), "engine did not connect to the simulator"

@@ -75,9 +75,10 @@ def test_daemon_against_simulator_status_and_graceful_stop(tmp_path):
 freeswitch:
   - {{name: fs1, host: 127.0.0.1, port: {esl_port}, password: env:TEST_ESL_PASSWORD}}
 data_dir: data
+dialplans: {ROOT / "dialplans"}
 api: {{listen: "127.0.0.1:{api_port}"}}
-route: {{agents: ["1001", "1002"], ring_seconds: 5, greeting: "silence_stream://200",
-         menu_prompt: "silence_stream://200", menu_timeout_ms: 1000}}
+route: {{agents: ["1001", "1002"], ring_seconds: 5}}
+metrics: {{listen: "127.0.0.1:0"}}
 shutdown_grace_seconds: 3
 """)
     env = {**os.environ, "TEST_ESL_PASSWORD": password}

@@ -45,8 +45,8 @@ def ivr_engine(tmp_path, ivr_db, quick_dialplans):
 
     def make(centre, now: dt.datetime, on_node=None) -> tuple[Engine, IvrStore]:
         centre.switch.default_file_seconds = 0.2  # a sound file "plays" this long
-        config = centre.config(tmp_path)
-        engine = Engine(config, with_database=False, with_api=False)
+        config = centre.config(tmp_path).with_overrides(dialplans=quick_dialplans)
+        engine = Engine(config, with_database=False, with_api=False, with_metrics=False)
         store = IvrStore(lambda: psycopg.connect(ivr_db))
         runner = FlowRunner(AgentPoolPort(engine.pool, config.route), store,
                             RunnerSettings(recordings_dir=tmp_path / "recordings"), now=lambda: now, on_node=on_node)

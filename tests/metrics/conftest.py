@@ -1,9 +1,8 @@
 """An engine under simulated traffic with its metrics wired as the composition root will wire them,
 served on a free loopback port; and a real Prometheus (Debian's package) to scrape it.
 
-Until engine/app.py wires EngineMetrics, `instrumented_engine` does it here the way the report to
-the lead describes: Node reports connections, events and command round trips to `metrics.esl`,
-CallStats forwards its notifications to `metrics.calls_feed`.
+The engine wires its own EngineMetrics (Node reports to `metrics.esl`, CallStats feeds
+`metrics.calls_feed`); the fixture only adds what is not built yet (a dialer stand-in).
 """
 from __future__ import annotations
 
@@ -20,12 +19,8 @@ from typing import Any
 
 import pytest
 
-import engine.app
-from engine.calls import CallStats
 from engine.cdr.writer import RecordWriter
-from engine.esl import Node
-from engine.metrics import CampaignSnapshot, EngineMetrics, MetricsServer, SpineQueues
-from engine.minimal_route import DEFAULT_QUEUE, MENU
+from engine.metrics import CampaignSnapshot, EngineMetrics, MetricsServer
 from tests.engine.conftest import centre_factory, engine_factory  # noqa: F401  (fixtures)
 from tests.waiting import wait_until
 
@@ -93,53 +88,11 @@ class Instrumented:
 
 
 @pytest.fixture
-def instrumented_engine(centre_factory, engine_factory, tmp_path, monkeypatch):  # noqa: F811
-    holder: dict[str, Any] = {}
-    metrics = EngineMetrics(lambda: holder["engine"].nodes, lambda: holder["engine"].registry.calls,
-                            node_names=("sim1",), queues=(*MENU.values(), DEFAULT_QUEUE))
-
-    class ObservedNode(Node):
-        def __init__(self, config, on_event, on_up=None, on_down=None):
-            def up(node):
-                metrics.esl.connected(node.name)
-                on_up(node)
-            super().__init__(config, on_event, up, on_down)
-
-        def _dispatch(self, event):
-            metrics.esl.event(self.name, event.name)
-            super()._dispatch(event)
-
-        def _send(self, frame, timeout):
-            started = time.monotonic()
-            try:
-                return super()._send(frame, timeout)
-            finally:
-                metrics.esl.command(self.name, frame.split(" ", 1)[0].strip(), time.monotonic() - started)
-
-    class FeedingStats(CallStats):
-        def queued(self, call, queue):
-            super().queued(call, queue)
-            metrics.calls_feed.queued(call, queue)
-
-        def connected(self, call):
-            super().connected(call)
-            metrics.calls_feed.connected(call)
-
-        def finished(self, call):
-            super().finished(call)
-            metrics.calls_feed.finished(call)
-
-        def handed_over(self, call):
-            super().handed_over(call)
-            metrics.calls_feed.handed_over(call)
-
-    monkeypatch.setattr(engine.app, "Node", ObservedNode)
-    monkeypatch.setattr(engine.app, "CallStats", FeedingStats)
+def instrumented_engine(centre_factory, engine_factory, tmp_path):  # noqa: F811
+    """The engine with its metrics wired by the composition root, served on a free port."""
     centre = centre_factory(SCENARIO)
-    eng = engine_factory(centre.config(tmp_path, max_wait_seconds=6))
-    holder["engine"] = eng
-    metrics.add_queue_source(SpineQueues(eng.registry, eng.pool, len(eng.config.route.agents), time.time,
-                                         metrics.estimated_wait))
+    eng = engine_factory(centre.config(tmp_path, max_wait=6))
+    metrics = eng.metrics
     metrics.add_campaign_source(DialerDouble())
     # A real CDR writer, not started: its backlog figures are what the CDR panels and alerts read.
     writer = RecordWriter("postgresql://127.0.0.1:1/none", tmp_path / "spool")

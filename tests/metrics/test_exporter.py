@@ -8,7 +8,8 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine.metrics import MetricsServer, parse_listen
+from engine.config import parse_listen
+from engine.metrics import MetricsServer
 from engine.errors import ConfigError
 from tests.waiting import wait_until
 
