@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench check clean venv
+.PHONY: run test bench check clean venv services
 
 venv: $(STAMP)
 
@@ -18,7 +18,11 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/callrouter demo
 
-test: $(STAMP)
+# What tests need from Debian's packages (Prometheus and promtool), installed only when missing.
+services:
+	bash .ci/services.sh
+
+test: $(STAMP) services
 	$(BIN)/python -m pytest -n 2 -q
 
 bench: $(STAMP)
