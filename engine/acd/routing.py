@@ -318,6 +318,9 @@ class Router:
         while True:
             for name in self._ready:
                 index = self.queues[name]
+                if not index.available or not index.waiting:
+                    candidates.pop(name, None)  # nothing to match until an agent or a call comes
+                    continue
                 candidate = self._candidate(index, now)
                 if candidate is not None:
                     candidates[name] = candidate
@@ -487,9 +490,8 @@ class Router:
             self._ready.add(queue_name)
 
     def _candidate(self, index: _QueueIndex, now: float) -> _Candidate | None:
-        """The queue's next call that a free agent may take, with the agent(s) its strategy picks."""
-        if not index.available or not index.waiting:
-            return None
+        """The queue's next call that a free agent may take, with the agent(s) its strategy picks
+        (the queue has free agents and waiting calls)."""
         queue = index.queue
         levels = index.level_staffing() if queue.tier_rules.apply else ()
         tiers, agents, free_skills = index.tiers, self.agents, index.free_skills
@@ -554,8 +556,6 @@ class Router:
     def _wake_when_relaxed(self, index: _QueueIndex, now: float) -> None:
         """A queue with free agents and waiting calls that still cannot match: look again when
         the first of its head calls accepts more (the rest only join the index on events)."""
-        if not index.available or not index.waiting:
-            return
         moments = []
         for keys in index.groups.values():
             member = self.members[keys[0][-1]]
