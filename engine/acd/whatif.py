@@ -98,7 +98,7 @@ class RouterDriver:
         self._rng = random.Random(sim.seed)
         self._timer: gevent.Greenlet | None = None
         self._timer_at: float | None = None
-        self.talk_seconds = 0.0
+        self.talks: list[tuple[float, float]] = []         # (bridged, ended) of every conversation
         self._bridged_at: dict[str, float] = {}
 
     def start(self) -> None:
@@ -140,7 +140,7 @@ class RouterDriver:
     def _end_talk(self, caller: str, now: float) -> None:
         started = self._bridged_at.pop(caller, None)
         if started is not None:
-            self.talk_seconds += now - started
+            self.talks.append((started, now))
 
     # ------------------------------------------------------------------ doing what the Router says
     def _dispatch(self) -> None:
@@ -196,15 +196,18 @@ class RouterDriver:
             self.sim.nodes[self._node_of[caller]].switch.api(f"uuid_kill {leg} ORIGINATOR_CANCEL")
 
     # ------------------------------------------------------------------ results
-    def report(self, answer_within: float, since: float, until: float) -> WhatIfReport:
+    def _talk_within(self, since: float, until: float) -> float:
+        return sum(max(0.0, min(end, until) - max(start, since)) for start, end in self.talks)
+
+    def report(self, answer_within: float, since: float, until: float, agents: int) -> WhatIfReport:
         """Figures over the calls that joined in [since, until): in all with `answer_within` as
-        the service level's T, and per queue with the queue's own T."""
+        the service level's T, and per queue with the queue's own T; occupancy over `agents`."""
         calls = [c for c in self.outcomes.values() if since <= c.joined_at < until]
         total = QueueFigures.of(calls, answer_within)
-        agents = len(self.router.agents)
         return WhatIfReport(
             **dataclasses.asdict(total),
-            occupancy=self.talk_seconds / (agents * (until - since)) if agents else 0.0, agents=agents,
+            occupancy=self._talk_within(since, until) / (agents * (until - since)) if agents else 0.0,
+            agents=agents,
             queues={name: QueueFigures.of([c for c in calls if c.queue == name],
                                           self.router.queues[name].queue.service_level_seconds)
                     for name in sorted({c.queue for c in calls})})
@@ -271,7 +274,9 @@ def run(scenario: Scenario, *, answer_within: float, acd: AcdConfig | None = Non
     driver = RouterDriver(sim, router, queue_for)
     driver.start()
     sim.start()
-    for agent_id in router.agents:
+    # An agent with no phone in the scenario would only fail every offer: it stays logged out.
+    staffed = [agent_id for agent_id in router.agents if agent_id in set(ids)]
+    for agent_id in staffed:
         router.set_status(agent_id, AgentStatus.AVAILABLE, clock.now())
     duration = scenario.duration or 3600.0
     clock.run_until(start + duration)
@@ -279,6 +284,6 @@ def run(scenario: Scenario, *, answer_within: float, acd: AcdConfig | None = Non
     deadline = start + duration + 6 * 3600
     while any(c.left_at is None for c in driver.outcomes.values()) and clock.now() < deadline:
         clock.run_until(clock.now() + 600)
-    report = driver.report(answer_within, start, start + duration)
+    report = driver.report(answer_within, start, start + duration, len(staffed))
     sim.stop()
     return report
