@@ -205,6 +205,7 @@ class Member:
     offers: set[str] = field(default_factory=set)
     tried: set[str] = field(default_factory=set)   # agents that missed it (top-down moves past them)
     passed_over: int = 0
+    rung_at: float = 0.0               # when the last agent started ringing for it
     agent: str = ""                    # who answered
 
 

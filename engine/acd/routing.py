@@ -211,7 +211,8 @@ class Router:
     # ------------------------------------------------------------------ what calls do
     def member_joined(self, member: Member, now: float) -> None:
         """A call enters a queue (or is restored into it after a restart, with its original
-        joined_at). A call already known is moved to the new queue, keeping its join time."""
+        joined_at). A call already known leaves its old queue first (a transfer between queues:
+        give the original joined_at to keep its wait)."""
         index = self._queue(member.queue)
         if member.uuid in self.members:
             self.member_left(member.uuid, now)
@@ -550,6 +551,7 @@ class Router:
         agent.offers.add(member.uuid)
         agent.last_offered_call = now
         member.offers.add(agent_id)
+        member.rung_at = now
         self._refresh(agent, now)
         return Offer(member.uuid, member.queue, agent_id)
 
@@ -593,6 +595,8 @@ class Router:
             return []
         index = self.queues[member.queue]
         queue = index.queue
+        if now < member.rung_at + queue.ring_progressively_delay:
+            return []  # the timer of an earlier attempt at this call
         waited = now - member.joined_at
         need = required_levels(queue, member, waited)
         max_level = tier_level_in_force(queue.tier_rules, index.level_staffing(), waited)

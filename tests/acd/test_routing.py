@@ -359,3 +359,13 @@ def test_estimated_wait_follows_handle_times_and_staffing():
     # 2 agents staffed, both busy, AHT (100 + 300) / 2 = 200 s: the 3rd in line waits ~3 x 200 / 2
     assert router.estimated_wait("w2", T0 + 405) == pytest.approx(300.0)
     assert router.estimated_wait("w0", T0 + 405) == pytest.approx(100.0)
+
+
+def test_ring_progressively_starts_over_at_its_own_pace_after_every_agent_missed():
+    router = one_queue(Strategy.RING_PROGRESSIVELY, n=2, ring_progressively_delay=10)
+    join(router, "c", "q", T0)
+    assert offered(router, T0) == [("c", "a2")]
+    router.offer_failed("c", "a2", "NO_ANSWER", T0 + 4)    # back in the queue, offered again at once
+    assert offered(router, T0 + 4) == [("c", "a1")]
+    assert offered(router, T0 + 10) == []                  # the first attempt's timer adds nobody
+    assert offered(router, T0 + 14) == [("c", "a2")]
