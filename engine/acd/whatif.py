@@ -187,7 +187,8 @@ class RouterDriver:
             # The simulated switch loses a uuid_bridge sent before the leg's &park() has started
             # (its interrupt outlives the bridge); FreeSWITCH does not, but waiting costs nothing.
             settled.wait()
-            switch.api(f"uuid_bridge {leg} {caller}")
+            if not switch.api(f"uuid_bridge {leg} {caller}").startswith("+OK"):
+                switch.api(f"uuid_kill {leg}")  # the caller hung up meanwhile: free the agent's phone
         self._dispatch()
 
     def _kill(self, caller: str, agent_id: str) -> None:
