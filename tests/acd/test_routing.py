@@ -202,6 +202,9 @@ def test_tier_rules_reach_further_levels_after_waiting():
     join(router, "c", "q", T0)
     assert offered(router, T0 + 5) == []
     assert offered(router, T0 + 20) == [("c", "l2")]        # level 2 after 2 x 10 s
+    why = {v.agent: v.reasons for v in router.explain("c", T0 + 21).agents}
+    assert why["l3"] == ("tier level 3 not reached yet (up to 2 in force)",)
+    assert why["l1"][0] == "was not free at the decision" and "now: status On Break" in why["l1"][1]
     # with no_agent_no_wait a level with nobody logged in is skipped at once
     rules = TierRules(apply=True, wait_second=10, multiply_level=True, no_agent_no_wait=True)
     router = centre([Queue("q", tier_rules=rules)], agents(), tiers)
