@@ -94,7 +94,8 @@ class Engine:
                                                   self.metrics.estimated_wait))
         self.metrics_server = (MetricsServer(self.metrics.registry, config.metrics_listen)
                                if with_metrics and config.metrics_listen else None)
-        self.api = AdminApi(config.api.host, config.api.port, api_token(config), self.status) if with_api else None
+        self.api = (AdminApi(config.api.host, config.api.port, api_token(config), self.status, self.reload)
+                    if with_api else None)
         self._stopped = GEvent()
         self._ticker: gevent.Greenlet | None = None
 
@@ -162,17 +163,17 @@ class Engine:
         gevent.signal_handler(signal.SIGHUP, lambda: gevent.spawn(self.reload))
         self._stopped.wait()
 
-    def reload(self) -> bool:
+    def reload(self) -> dict[str, Any]:
         """Swap in the call flows if, and only if, every file validates (calls in progress keep theirs)."""
         try:
             self.flows.reload()
         except FlowErrors as exc:
             log.error("flows not reloaded, the running ones stay:\n%s", exc)
             self.metrics.reloads.reloaded(False)
-            return False
+            return {"reloaded": False, "errors": [str(e) for e in exc.errors], "version": self.flows.current.version}
         log.info("flows reloaded: %s", self.flows.current.version)
         self.metrics.reloads.reloaded(True)
-        return True
+        return {"reloaded": True, "errors": [], "version": self.flows.current.version}
 
     # --- what the admin API and the demo show ---------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -18,7 +18,8 @@ Route = Callable[[dict[str, Any]], tuple[int, Any]]
 
 
 class AdminApi:
-    def __init__(self, host: str, port: int, token: Secret, status: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, host: str, port: int, token: Secret, status: Callable[[], dict[str, Any]],
+                 reload: Callable[[], dict[str, Any]] | None = None) -> None:
         self.host = host
         self._requested_port = port
         self._token = token.reveal().encode()
@@ -28,6 +29,8 @@ class AdminApi:
             ("GET", "/openapi.yaml"): lambda env: (200, resources.files("engine.api").joinpath("openapi.yaml")
                                                    .read_text(encoding="utf-8")),
         }
+        if reload is not None:
+            self._routes[("POST", "/reload")] = lambda env: _reloaded(reload())
         self._server: WSGIServer | None = None
 
     @property
@@ -71,9 +74,14 @@ class AdminApi:
         else:
             payload, ctype = json.dumps(body).encode(), "application/json"
         reason = {200: "OK", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-                  500: "Internal Server Error"}[status]
+                  422: "Unprocessable Entity", 500: "Internal Server Error"}[status]
         headers = [("Content-Type", ctype), ("Content-Length", str(len(payload)))]
         if status == 401:
             headers.append(("WWW-Authenticate", 'Bearer realm="callrouter"'))
         start_response(f"{status} {reason}", headers)
         return [payload]
+
+
+def _reloaded(result: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """200 when the new flows are in force; 422 with every error when they were refused."""
+    return (200 if result["reloaded"] else 422), result

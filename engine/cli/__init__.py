@@ -9,7 +9,7 @@ import importlib  # noqa: E402
 
 import click  # noqa: E402
 
-# Each module defines one click command or group named like the module's COMMAND attribute.
+# Each module defines one click command or group as its COMMAND attribute.
 _COMMAND_MODULES = (
     "engine.cli.run",
     "engine.cli.demo",
@@ -20,6 +20,7 @@ _COMMAND_MODULES = (
     "engine.cli.report",
     "engine.cli.staffing",
     "engine.cli.top",
+    "engine.cli.reload",
 )
 
 
@@ -35,10 +36,4 @@ def main() -> None:
 
 
 for _name in _COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(_name)
-    except ModuleNotFoundError as exc:  # a command family not built yet
-        if exc.name != _name:
-            raise
-        continue
-    main.add_command(_module.COMMAND)
+    main.add_command(importlib.import_module(_name).COMMAND)

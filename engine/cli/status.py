@@ -13,8 +13,9 @@ from engine.cli.common import build_config, config_options, friendly_errors
 from engine.errors import CallRouterError
 
 
-def fetch(config_path: Path | None, data_dir: Path | None, path: str, timeout: float = 5.0) -> dict:
-    """GET an admin API endpoint of the engine that the config describes."""
+def call_api(config_path: Path | None, data_dir: Path | None, path: str, *, method: str = "GET",
+             accept: tuple[int, ...] = (200,), timeout: float = 5.0) -> tuple[int, dict]:
+    """Call an admin API endpoint of the engine that the config describes: (HTTP status, JSON)."""
     config = build_config(config_path, data_dir)
     token = config.api.token.reveal() if config.api.token else None
     if token is None:
@@ -24,16 +25,24 @@ def fetch(config_path: Path | None, data_dir: Path | None, path: str, timeout: f
                                   f"writes {token_file}")
         token = token_file.read_text().strip()
     host = f"[{config.api.host}]" if ":" in config.api.host else config.api.host
-    request = urllib.request.Request(f"http://{host}:{config.api.port}{path}",
+    request = urllib.request.Request(f"http://{host}:{config.api.port}{path}", method=method,
                                      headers={"Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.load(response)
+            return response.status, json.load(response)
     except urllib.error.HTTPError as exc:
-        raise CallRouterError(f"the engine answered {exc.code}: {exc.read().decode(errors='replace')}") from None
+        body = exc.read().decode(errors="replace")
+        if exc.code in accept:
+            return exc.code, json.loads(body)
+        raise CallRouterError(f"the engine answered {exc.code}: {body}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise CallRouterError(f"no engine answering on {config.api.host}:{config.api.port} ({exc}); "
                               f"is `callrouter run` running with this config?") from None
+
+
+def fetch(config_path: Path | None, data_dir: Path | None, path: str, timeout: float = 5.0) -> dict:
+    """GET an admin API endpoint; its JSON."""
+    return call_api(config_path, data_dir, path, timeout=timeout)[1]
 
 
 @click.command("status")

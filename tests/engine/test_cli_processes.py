@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -67,15 +68,17 @@ def test_run_without_a_node_says_what_to_do(tmp_path):
     assert "no FreeSWITCH node to connect to" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_daemon_against_simulator_status_and_graceful_stop(tmp_path):
+def test_daemon_against_simulator_status_reload_and_graceful_stop(tmp_path):
     esl_port, api_port = free_port(), free_port()
+    dialplans = tmp_path / "dialplans"
+    shutil.copytree(ROOT / "dialplans", dialplans)
     password = "s3cr3t-esl-pw"
     config = tmp_path / "config.yaml"
     config.write_text(f"""
 freeswitch:
   - {{name: fs1, host: 127.0.0.1, port: {esl_port}, password: env:TEST_ESL_PASSWORD}}
 data_dir: data
-dialplans: {ROOT / "dialplans"}
+dialplans: {dialplans}
 api: {{listen: "127.0.0.1:{api_port}"}}
 route: {{agents: ["1001", "1002"], ring_seconds: 5}}
 metrics: {{listen: "127.0.0.1:0"}}
@@ -103,6 +106,15 @@ shutdown_grace_seconds: 3
             time.sleep(0.5)
         assert status["nodes"] == [{"name": "fs1", "host": "127.0.0.1", "port": esl_port, "up": True}]
         assert status["calls_answered"] >= 2, status
+        reloaded = callrouter("reload", "--config", str(config))
+        assert reloaded.returncode == 0 and "flows reloaded" in reloaded.stdout, reloaded.stderr
+        promo = dialplans / "promo.yaml"
+        promo.write_text(promo.read_text().replace("next: choice", "next: no_such_node", 1))
+        refused = callrouter("reload", "--config", str(config))
+        assert refused.returncode == 1
+        assert f"{promo}:" in refused.stderr and "no_such_node" in refused.stderr
+        assert "flows NOT reloaded" in refused.stdout
+        assert callrouter("status", "--json", "--config", str(config)).returncode == 0, "still serving"
         engine.send_signal(signal.SIGTERM)
         output, _ = engine.communicate(timeout=30)
         assert engine.returncode == 0, output
