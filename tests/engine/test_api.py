@@ -14,7 +14,8 @@ from engine.config import Secret
 
 @pytest.fixture
 def api():
-    server = AdminApi("127.0.0.1", 0, Secret("right-token"), lambda: {"calls_active": 3})
+    server = AdminApi("127.0.0.1", 0, Secret("right-token"), lambda: {"calls_active": 3},
+                      lambda: {"reloaded": False, "errors": ["f.yaml:3:5: no node named 'x'"], "version": "v1"})
     server.start()
     yield server
     server.stop()
@@ -51,4 +52,16 @@ def test_openapi_document_describes_every_route(api):
     status, body = _get(api, "/openapi.yaml", "right-token")
     assert status == 200
     spec = yaml.safe_load(body)
-    assert set(spec["paths"]) == {"/health", "/status", "/openapi.yaml"}
+    assert set(spec["paths"]) == {"/health", "/status", "/reload", "/openapi.yaml"}
+
+
+def test_reload_is_a_post_and_a_refusal_is_422_with_the_errors(api):
+    assert _get(api, "/reload", "right-token")[0] == 405
+    request = urllib.request.Request(f"http://127.0.0.1:{api.port}/reload", method="POST",
+                                     headers={"Authorization": "Bearer right-token"})
+    try:
+        urllib.request.urlopen(request, timeout=5)
+        raise AssertionError("a refused reload must not answer 200")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 422
+        assert json.loads(exc.read())["errors"] == ["f.yaml:3:5: no node named 'x'"]
