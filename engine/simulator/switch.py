@@ -520,6 +520,9 @@ class Switch:
 
         def exchange_media() -> None:
             b.set_running_state("CS_EXCHANGE_MEDIA", "CS_EXCHANGE_MEDIA")
+            # The interrupt that brought B here is spent, also when B had not started its park yet
+            # (uuid_bridge straight after originate &park() answered): only a new one ends the bridge.
+            b.leave_park = False
             b.wait(None, lambda: b.bridged_to is not a or b.leave_park, nested=False)
             if b.leave_park:
                 b.leave_park = False

@@ -191,6 +191,22 @@ def test_uuid_bridge_then_survivor_hung_up(switch):
 
 
 @pytest.mark.timeout(10)
+def test_uuid_bridge_sent_before_the_originated_leg_parks_still_bridges(switch):
+    # originate &park() answers +OK before the new leg has started its park: a uuid_bridge
+    # straight after it is a pending state change the park must honour, not lose.
+    rec = Recorder(switch)
+    switch.register_user("1001", ScriptedEndpoint())
+    caller = _parked(switch)
+    switch.api(f"uuid_answer {caller.uuid}")
+    agent_uuid = switch.api("originate {ignore_early_media=true}user/1001 &park()").split()[1]
+    assert not rec.of(agent_uuid, "CHANNEL_PARK"), "the race this test is about: the leg has not parked yet"
+    assert switch.api(f"uuid_bridge {caller.uuid} {agent_uuid}") == f"+OK {agent_uuid}\n"
+    wait_until(lambda: rec.of(caller.uuid, "CHANNEL_BRIDGE"))
+    switch.clock.sleep(0.3)
+    assert not rec.of(caller.uuid, "CHANNEL_UNBRIDGE") and switch.channels[agent_uuid].bridged_to is caller
+
+
+@pytest.mark.timeout(10)
 def test_transfer_reruns_the_dialplan_and_rereads_park_timeout(switch):
     rec = Recorder(switch)
     switch.park_variables = {"park_timeout": "30"}
