@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import json
 import sys
@@ -72,22 +73,30 @@ def _interval_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """KPI definitions: the config's `reports:` section (as the engine's metrics use them), each
+    overridable for one report."""
     defaults = ReportSettings()
 
-    @click.option("--sl-seconds", type=click.IntRange(min=1), default=defaults.service_level_seconds,
-                  show_default=True, help="Service level threshold T: answered within T seconds.")
+    @click.option("--sl-seconds", type=click.IntRange(min=1),
+                  help=f"Service level threshold T: answered within T seconds "
+                       f"[default: reports.service_level_seconds, else {defaults.service_level_seconds}].")
     @click.option("--sl-definition", type=click.Choice([d.value for d in ServiceLevelDefinition]),
-                  default=defaults.service_level_definition.value, show_default=True,
-                  help="What the answered-within-T count is divided by.")
-    @click.option("--short-abandon-seconds", type=click.IntRange(min=0), default=defaults.short_abandon_seconds,
-                  show_default=True, help="Abandons under this many seconds are reported apart.")
-    @click.option("--repeat-window-hours", type=click.IntRange(min=1), default=defaults.repeat_call_window_hours,
-                  show_default=True, help="A caller calling again within this window was not resolved first time.")
+                  help=f"What the answered-within-T count is divided by [default: "
+                       f"reports.service_level_definition, else {defaults.service_level_definition.value}].")
+    @click.option("--short-abandon-seconds", type=click.IntRange(min=0),
+                  help=f"Abandons under this many seconds are reported apart "
+                       f"[default: reports.short_abandon_seconds, else {defaults.short_abandon_seconds}].")
+    @click.option("--repeat-window-hours", type=click.IntRange(min=1),
+                  help=f"A caller calling again within this window was not resolved first time "
+                       f"[default: reports.repeat_call_window_hours, else {defaults.repeat_call_window_hours}].")
     @functools.wraps(fn)
-    def wrapper(*args: Any, sl_seconds: int, sl_definition: str, short_abandon_seconds: int,
-                repeat_window_hours: int, **kwargs: Any) -> Any:
-        settings = ReportSettings(sl_seconds, ServiceLevelDefinition(sl_definition), short_abandon_seconds,
-                                  repeat_window_hours)
+    def wrapper(*args: Any, sl_seconds: int | None, sl_definition: str | None, short_abandon_seconds: int | None,
+                repeat_window_hours: int | None, **kwargs: Any) -> Any:
+        configured = build_config(kwargs.get("config_path"), kwargs.get("data_dir")).reports
+        given = {"service_level_seconds": sl_seconds, "short_abandon_seconds": short_abandon_seconds,
+                 "repeat_call_window_hours": repeat_window_hours,
+                 "service_level_definition": ServiceLevelDefinition(sl_definition) if sl_definition else None}
+        settings = dataclasses.replace(configured, **{k: v for k, v in given.items() if v is not None})
         return fn(*args, settings=settings, **kwargs)
     return wrapper
 

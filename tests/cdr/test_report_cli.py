@@ -58,6 +58,19 @@ def test_service_level_options_change_the_figure_and_its_name(config):
     assert sales["service_level_definition"] == "answered within 30 s / answered"
 
 
+def test_the_configured_definition_is_the_default_and_named(config, tmp_path):
+    # The same reports: section the engine's metrics use decides the report's service level.
+    configured = tmp_path / "callrouter.yaml"
+    configured.write_text(config.read_text() + "reports:\n  service_level_seconds: 30\n"
+                          "  service_level_definition: answered_within_t/answered\n")
+    out = report(configured, "queues", *MORNING, "--json")
+    sales = next(json.loads(line) for line in out.splitlines() if json.loads(line)["queue"] == "sales")
+    assert sales["service_level"] == 1.0
+    assert sales["service_level_definition"] == "answered within 30 s / answered"
+    out = report(configured, "queues", *MORNING, "--json", "--sl-seconds", "20")  # one option overrides one key
+    assert "answered within 20 s / answered" in out
+
+
 def test_time_zone_moves_the_hours(config):
     # 09:00-11:00 UTC is 10:00-12:00 in Paris (UTC+1 in January)
     out = report(config, "queues", "--from", "2025-01-06T10:00", "--to", "2025-01-06T12:00", "--tz", "Europe/Paris",
