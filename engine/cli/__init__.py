@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "engine.cli.staffing",
     "engine.cli.top",
     "engine.cli.reload",
+    "engine.cli.campaign",
 )
 
 

@@ -1,0 +1,263 @@
+"""`callrouter campaign`: outbound campaigns in the engine's database — create, import contacts
+and DNC lists, start/pause/resume/stop, status, the compliance export, and the what-if simulation."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import sys
+from datetime import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from engine.cli.common import build_config, config_options, friendly_errors
+from engine.db import Database, migrate
+from engine.dialer import store
+from engine.dialer.compliance import InvalidNumber, abandon_periods, normalise
+from engine.dialer.importer import RowError, read_contacts
+from engine.dialer.model import AbandonRule, CallingWindow, Campaign, Mode
+from engine.errors import CallRouterError
+
+_BATCH = 500
+
+
+class _Db:
+    """The command's connection, the schema migrated first; committed when the command succeeds."""
+
+    def __init__(self, config_path: Path | None, data_dir: Path | None) -> None:
+        config = build_config(config_path, data_dir)
+        self.database = Database(config.database_dsn, config.data_dir)
+
+    def __enter__(self):
+        with self.database.connect(autocommit=True) as conn:
+            migrate(conn)
+        self.conn = self.database.connect()
+        return self.conn
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None:
+            self.conn.commit()
+        self.conn.close()
+
+
+@click.group("campaign")
+def COMMAND() -> None:
+    """Outbound campaigns: contacts, compliance, pacing.
+
+    \b
+      callrouter campaign create sales --mode predictive --gateway carrier --queue sales
+      callrouter campaign import sales leads.csv       phone column required, bad rows reported
+      callrouter campaign dnc registry.txt --list national
+      callrouter campaign start sales                  (pause, resume, stop)
+      callrouter campaign status sales
+      callrouter campaign compliance sales --csv       every attempt, for a regulator
+      callrouter campaign simulate --mode predictive --agents 20 --answer-rate 0.3 --aht 120 --hours 8
+    """
+
+
+def _time(text: str) -> time:
+    try:
+        return time.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"'{text}' is not a time of day like 08:00") from None
+
+
+@COMMAND.command("create")
+@click.argument("name")
+@click.option("--mode", type=click.Choice([m.value for m in Mode]), default="progressive", show_default=True)
+@click.option("--caller-id", default="", help="The number presented to the called party.")
+@click.option("--gateway", default="", help="FreeSWITCH gateway the calls go out through.")
+@click.option("--queue", default="", help="ACD queue answered calls are connected to.")
+@click.option("--flow", default="", help="IVR flow answered calls run (broadcast, survey).")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=6, show_default=True)
+@click.option("--max-attempts-per-day", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--ring-timeout", type=click.FloatRange(min=15), default=25.0, show_default=True,
+              help="Seconds to ring before giving up (at least 15).")
+@click.option("--window", default="08:00-21:00", show_default=True, help="Calling hours in the contact's local time.")
+@click.option("--abandon-rule", type=click.Choice([r.value for r in AbandonRule]), default="TSR", show_default=True)
+@click.option("--abandon-cap", type=click.FloatRange(min=0.001, max=0.03), default=0.03, show_default=True)
+@click.option("--abandon-message", default="", help="What an abandoned call hears: who calls, a number to call back.")
+@click.option("--region", default="US", show_default=True, help="Country of numbers written without +country code.")
+@config_options
+@friendly_errors
+def create(name: str, mode: str, window: str, abandon_rule: str, config_path: Path | None, data_dir: Path | None,
+           **settings: Any) -> None:
+    """Create a campaign (in state draft)."""
+    start, _, end = window.partition("-")
+    campaign = Campaign(name, mode=Mode(mode), window=CallingWindow(_time(start), _time(end)),
+                        abandon_rule=AbandonRule(abandon_rule), **settings)
+    with _Db(config_path, data_dir) as conn:
+        store.create_campaign(conn, campaign)
+    click.echo(f"campaign {name} created ({mode}, draft)")
+
+
+@COMMAND.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@config_options
+@friendly_errors
+def list_(as_json: bool, config_path: Path | None, data_dir: Path | None) -> None:
+    """The campaigns and their state."""
+    with _Db(config_path, data_dir) as conn:
+        for campaign, started in store.list_campaigns(conn):
+            if as_json:
+                click.echo(json.dumps({"name": campaign.name, "mode": campaign.mode.value,
+                                       "state": campaign.state.value,
+                                       "started_at": started.isoformat() if started else None}))
+            else:
+                click.echo(f"{campaign.name}\t{campaign.mode.value}\t{campaign.state.value}")
+
+
+def _state_command(action: str) -> click.Command:
+    @click.argument("name")
+    @config_options
+    @friendly_errors
+    def command(name: str, config_path: Path | None, data_dir: Path | None) -> None:
+        with _Db(config_path, data_dir) as conn:
+            state = store.change_state(conn, name, action)
+        click.echo(f"campaign {name} is {state.value}")
+
+    command.__doc__ = f"{action.capitalize()} the campaign (the running engine picks it up)."
+    return click.command(action)(command)
+
+
+for _action in store.TRANSITIONS:
+    COMMAND.add_command(_state_command(_action))
+
+
+@COMMAND.command("import")
+@click.argument("name")
+@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+@config_options
+@friendly_errors
+def import_(name: str, file: Any, config_path: Path | None, data_dir: Path | None) -> None:
+    """Import contacts from a CSV (columns: phone, optional timezone and priority, any others
+    become custom fields). Each bad row is reported with its line; the others are imported."""
+    errors: list[RowError] = []
+    added = read = 0
+    with _Db(config_path, data_dir) as conn:
+        campaign = store.load_campaign(conn, name)
+        try:
+            rows = read_contacts(file, campaign.region)
+            batch = []
+            with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(), console=None,
+                          transient=not sys.stderr.isatty()) as progress:
+                task = progress.add_task("rows", total=None)
+                for line, row in rows:
+                    read += 1
+                    if isinstance(row, RowError):
+                        errors.append(row)
+                    else:
+                        batch.append((row, line))
+                    if len(batch) >= _BATCH:
+                        added += store.add_contacts(conn, name, batch)
+                        batch.clear()
+                    progress.update(task, advance=1)
+                added += store.add_contacts(conn, name, batch)
+        except InvalidNumber as exc:
+            raise CallRouterError(f"{file.name}: {exc}") from None
+    for error in errors:
+        click.echo(f"{file.name}: {error}", err=True)
+    click.echo(f"{added} contacts imported, {read - len(errors) - added} already in the campaign, "
+               f"{len(errors)} rows refused")
+    if errors:
+        sys.exit(2)
+
+
+@COMMAND.command("dnc")
+@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+@click.option("--list", "list_name", default="internal", show_default=True,
+              help="national (the registry file), internal, or a campaign's name for its own list.")
+@click.option("--region", default="US", show_default=True)
+@config_options
+@friendly_errors
+def dnc(file: Any, list_name: str, region: str, config_path: Path | None, data_dir: Path | None) -> None:
+    """Load do-not-call numbers, one per line (a registry file; the first column of a CSV)."""
+    target = list_name if list_name in ("national", "internal") else f"campaign:{list_name}"
+    phones, bad = [], 0
+    for line_no, line in enumerate(file, 1):
+        raw = line.split(",", 1)[0].strip()
+        if not raw or raw.startswith("#") or (line_no == 1 and not any(c.isdigit() for c in raw)):
+            continue
+        try:
+            phones.append(normalise(raw, region))
+        except InvalidNumber as exc:
+            bad += 1
+            click.echo(f"{file.name}: line {line_no}: {exc}", err=True)
+    with _Db(config_path, data_dir) as conn:
+        added = store.add_dnc(conn, phones, target, f"file:{Path(file.name).name}")
+    click.echo(f"{added} numbers added to {target}, {bad} refused")
+
+
+@COMMAND.command("status")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@config_options
+@friendly_errors
+def status(name: str, as_json: bool, config_path: Path | None, data_dir: Path | None) -> None:
+    """Dial rate, answer rate, abandon rate against the cap, contacts left."""
+    with _Db(config_path, data_dir) as conn:
+        figures = store.status(conn, name)
+    if as_json:
+        click.echo(json.dumps(figures))
+        return
+    for key, value in figures.items():
+        click.echo(f"{key:>20}: {value}")
+
+
+@COMMAND.command("compliance")
+@click.argument("name")
+@click.option("--json", "fmt", flag_value="json", help="One JSON object per attempt.")
+@click.option("--csv", "fmt", flag_value="csv", default=True, help="CSV with a header row [default].")
+@click.option("--periods", is_flag=True, help="The abandon rate per period of the campaign's rule instead.")
+@config_options
+@friendly_errors
+def compliance(name: str, fmt: str, periods: bool, config_path: Path | None, data_dir: Path | None) -> None:
+    """Every attempt with its times, outcome, abandon flag and message played."""
+    with _Db(config_path, data_dir) as conn:
+        campaign = store.load_campaign(conn, name)
+        rows = store.attempts(conn, name)
+        started = conn.execute("SELECT started_at FROM campaign WHERE name = %s", (name,)).fetchone()[0]
+    if periods:
+        start = started or (rows[0].started_at if rows else None)
+        records = [p.to_dict() for p in abandon_periods(campaign.abandon_rule, rows, start,
+                                                        cap=campaign.abandon_cap)] if start else []
+    else:
+        records = [{k: store.to_json(v) for k, v in dataclasses.asdict(a).items()} for a in rows]
+    if fmt == "json":
+        for record in records:
+            click.echo(json.dumps(record))
+    elif records:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(records[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+
+
+@COMMAND.command("simulate")
+@click.option("--mode", type=click.Choice(["predictive", "progressive", "ratio", "adaptive"]), default="predictive",
+              show_default=True)
+@click.option("--agents", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--answer-rate", type=click.FloatRange(0.01, 1.0), default=0.3, show_default=True,
+              help="Share of calls a person answers.")
+@click.option("--aht", type=click.FloatRange(min=1), default=120.0, show_default=True, help="Mean handle time (s).")
+@click.option("--wrap-up", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--hours", type=click.FloatRange(min=0.01), default=8.0, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--ratio", type=click.FloatRange(min=1), default=2.0, show_default=True, help="Lines per idle agent (ratio).")
+@click.option("--abandon-rule", type=click.Choice([r.value for r in AbandonRule]), default="TSR", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def simulate(mode: str, agents: int, answer_rate: float, aht: float, wrap_up: float, hours: float, seed: int,
+             ratio: float, abandon_rule: str, as_json: bool) -> None:
+    """Size a campaign: the real pacing against the simulator on a virtual clock."""
+    from engine.dialer.whatif import simulate as run
+
+    report = run(mode, agents=agents, answer_rate=answer_rate, aht=aht, hours=hours, seed=seed, wrap_up=wrap_up,
+                 ratio=ratio, rule=AbandonRule(abandon_rule))
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+        return
+    for key, value in report.to_dict().items():
+        click.echo(f"{key:>26}: {value}")
