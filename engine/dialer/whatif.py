@@ -40,6 +40,7 @@ MODES = ("predictive", "progressive", "ratio", "adaptive")
 GATEWAY = "carrier"
 AMD_POLL = 0.25
 ADAPT_INTERVAL = 15.0
+TICK = 30.0
 MESSAGE = "ivr/abandon-message.wav"
 MESSAGE_SECONDS = 8.0
 
@@ -181,7 +182,14 @@ class DialerDriver:
         self.switch.subscribe(self._on_event)
         if self.mode == "adaptive":
             self.clock.spawn_later(ADAPT_INTERVAL, self._adapt)
+        self.clock.spawn_later(TICK, self._tick)
         self._decide()
+
+    def _tick(self) -> None:
+        """Retries fall due and calling windows open with no call event to say so."""
+        if self._dialing:
+            self._decide()
+            self.clock.spawn_later(TICK, self._tick)
 
     def stop_dialing(self) -> None:
         self._dialing = False
