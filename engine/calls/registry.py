@@ -13,7 +13,9 @@ import logging
 import time
 from typing import Any, Callable
 
-from engine.calls.call import AdoptLeg, Call, NodeDown, Resync
+import gevent
+
+from engine.calls.call import NODE_LOST_AFTER, AdoptLeg, Call, NodeDown, Resync
 from engine.calls.leg import Leg
 from engine.channelvars import ENGINE_VARS, VAR_ENTRY, VAR_LEG, VAR_PARENT, VAR_STAGE
 from engine.calls.stats import CallStats
@@ -28,8 +30,9 @@ Handler = Callable[[Call, bool], None]
 
 class CallRegistry:
     def __init__(self, handler: Handler, stats: CallStats | None = None, journal: CallJournal | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, lost_after: float = NODE_LOST_AFTER) -> None:
         self.handler = handler
+        self.lost_after = lost_after  # a node away this long: its calls are written off as lost
         self.stats = stats or CallStats()
         self.journal = journal or CallJournal(None)
         self.clock = clock
@@ -37,6 +40,7 @@ class CallRegistry:
         self._owner: dict[str, Call] = {}  # Unique-ID -> the call that owns that channel
         self._calls: dict[str, Call] = {}  # caller's Unique-ID -> call
         self.accepting = True
+        self._write_offs: dict[str, gevent.Greenlet] = {}  # node name -> its pending write-off
 
     # --- called from the ESL reader: never blocks ---------------------------------------------------
     def dispatch(self, event: Any) -> None:
@@ -53,6 +57,29 @@ class CallRegistry:
         for call in self._calls.values():
             if call.node is node:
                 call.inbox.put(NodeDown(reason))
+        self._cancel_write_off(node)
+        self._write_offs[node.name] = gevent.spawn_later(self.lost_after, self._write_off, node)
+
+    def _write_off(self, node: Any) -> None:
+        """The node stayed away: its calls end as lost (each writes its CDR), whatever they waited on.
+
+        A call busy sending a command rides the outage out with its own bound; one waiting on a
+        prompt, a queue or a bridge only hears of it here.
+        """
+        self._write_offs.pop(node.name, None)
+        if node.up:
+            return
+        stranded = [call for call in self._calls.values() if call.node is node]
+        if stranded:
+            log.error("node %s away for %.0f s: writing off its %d calls as lost", node.name, self.lost_after,
+                      len(stranded))
+        for call in stranded:
+            call.inbox.put(Resync(alive=False))
+
+    def _cancel_write_off(self, node: Any) -> None:
+        pending = self._write_offs.pop(node.name, None)
+        if pending is not None:
+            pending.kill(block=False)
 
     # --- calls --------------------------------------------------------------------------------------
     def _start_call(self, node_name: str, uuid: str, first_event: Any | None, *, adopted: bool,
@@ -101,6 +128,7 @@ class CallRegistry:
     # --- after a (re)connect ------------------------------------------------------------------------
     def reconcile(self, node: Any) -> None:
         """Resume, close or adopt calls from the switch's own list of channels."""
+        self._cancel_write_off(node)
         try:
             listing = json.loads(node.api("show channels as json") or "{}")
         except (EslError, ValueError) as exc:
