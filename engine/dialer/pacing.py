@@ -151,7 +151,10 @@ def pace(inputs: PacingInputs) -> PacingDecision:
             low = mid
         else:
             high = mid - 1
-    calls = max(low, progressive)
+    if low <= progressive:  # each of those calls has an idle agent: no abandon the model could add
+        return _logged(PacingDecision(progressive, "progressive", "the target allows no call beyond the idle agents",
+                                      p_hi, free_mean, target, predicted(low), inputs))
+    calls = low
     return _logged(PacingDecision(
         calls, "predictive",
         f"{calls} calls: {inputs.in_flight} in flight, {free_mean:.1f} agents expected free within "
