@@ -11,6 +11,7 @@ abandon message and hangs up. Contacts come from a `ContactSource`: an endless l
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import math
 import random
@@ -89,8 +90,10 @@ class CampaignSource:
         chosen = []
         for contact in next_contacts(self.campaign, self.contacts.values(), now, count, history=histories):
             reason = refuse_dial(self.campaign, contact, now, contact.phone in self.dnc, histories[contact.id])
-            if reason:  # the lists changed since selection
+            if reason:
                 self.refused.append((contact.id, reason))
+                if contact.phone in self.dnc:
+                    self.contacts[contact.id] = dataclasses.replace(contact, state=ContactState.DNC)
                 continue
             self.contacts[contact.id].state = ContactState.DIALING
             self.dialled[contact.id].append(now)
