@@ -15,9 +15,11 @@ import dataclasses
 import itertools
 import math
 import random
+import re
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from zoneinfo import ZoneInfo
 from typing import Protocol
 
 import gevent
@@ -26,7 +28,7 @@ import gevent.event
 from engine.dialer import pacing
 from engine.dialer.compliance import DialHistory, abandon_periods, is_abandoned, period_of, refuse_dial, utc
 from engine.dialer.model import (
-    ABANDON_GRACE_SECONDS, CAUSE_DISPOSITIONS, AbandonRule, Attempt, Campaign, Contact, Disposition,
+    ABANDON_GRACE_SECONDS, CAUSE_DISPOSITIONS, AbandonRule, Attempt, Campaign, Contact, ContactState, Disposition, Mode,
 )
 from engine.dialer.selection import after_attempt, next_contacts
 from engine.esl import commands
@@ -78,14 +80,12 @@ class CampaignSource:
         self.refused: list[tuple[int, str]] = []
 
     def history(self, contact: Contact, now: datetime) -> DialHistory:
-        from zoneinfo import ZoneInfo
         zone = ZoneInfo(contact.timezones[0])
         today = now.astimezone(zone).date()
         return DialHistory(sum(1 for t in self.dialled[contact.id] if t.astimezone(zone).date() == today),
                            self.abandoned_at.get(contact.id))
 
     def take(self, count: int, now: datetime) -> list[tuple[int, str]]:
-        from engine.dialer.model import ContactState
         histories = {c.id: self.history(c, now) for c in self.contacts.values()}
         chosen = []
         for contact in next_contacts(self.campaign, self.contacts.values(), now, count, history=histories):
@@ -106,7 +106,6 @@ class CampaignSource:
         self.contacts[contact_id] = after_attempt(self.campaign, self.contacts[contact_id], disposition, now)
 
     def exhausted(self, now: datetime) -> bool:
-        from engine.dialer.model import ContactState
         return all(c.state not in (ContactState.NEW, ContactState.RETRY, ContactState.DIALING)
                    for c in self.contacts.values())
 
@@ -203,19 +202,6 @@ class DialerDriver:
     def _views(self) -> tuple[pacing.AgentView, ...]:
         now = self.clock.now()
         return tuple(pacing.AgentView(a.state, now - a.since, max(0.0, a.ready_at - now)) for a in self.agents.values())
-
-    def _period(self, now: float) -> tuple[float, float, float]:
-        start, end = period_of(self.campaign.abandon_rule, utc(self.started), utc(now))
-        live = abandoned = 0.0
-        for attempt in reversed(self.attempts):
-            if attempt.answered_at is None:
-                continue
-            if attempt.answered_at < start:
-                break
-            if attempt.amd_result != "MACHINE":
-                live += 1
-                abandoned += attempt.abandoned
-        return live, abandoned, (end - utc(now)).total_seconds()
 
     def calls_to_place(self) -> int:
         views = self._views()
@@ -440,7 +426,7 @@ def sizing_scenario(agents: int, answer_rate: float, aht: float, seed: int) -> S
     rest = 1.0 - answer_rate
     outcomes = (("answer", answer_rate), ("no_answer", rest * 0.6), ("busy", rest * 0.15),
                 ("machine", rest * 0.15), ("invalid", rest * 0.1))
-    destination = DestinationSpec(match=__import__("re").compile("."), outcomes=outcomes,
+    destination = DestinationSpec(match=re.compile("."), outcomes=outcomes,
                                   answer_delay=Uniform(3.0, 12.0), greeting=Uniform(0.8, 2.0),
                                   machine_greeting=Uniform(6.0, 15.0), patience=Uniform(3.0, 6.0),
                                   talk=Exponential(aht))
@@ -460,7 +446,7 @@ def simulate(mode: str, *, agents: int, answer_rate: float, aht: float, hours: f
     clock = VirtualClock(start=start)
     sim = Simulation(scenario, clock=clock, serve=False, seed=seed)
     sim.start()
-    campaign = Campaign("what-if", mode=__import__("engine.dialer.model", fromlist=["Mode"]).Mode.PREDICTIVE,
+    campaign = Campaign("what-if", mode=Mode.PREDICTIVE,
                         gateway=GATEWAY, abandon_rule=rule)
     driver = DialerDriver(sim, EndlessSource(), mode=mode, agents=list(scenario.agents[0].ids), campaign=campaign,
                           wrap_up=wrap_up, ratio=ratio, delta=delta)
