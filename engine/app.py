@@ -16,6 +16,8 @@ from typing import Any
 import gevent
 from gevent.event import Event as GEvent
 
+from engine.acd.config import AcdConfig, load_acd
+from engine.acd.service import Acd
 from engine.api import AdminApi
 from engine.calls import CallRegistry, CallStats
 from engine.cdr import RecordWriter
@@ -24,9 +26,8 @@ from engine.config import Config, Secret
 from engine.db import Database, migrate
 from engine.errors import DatabaseError
 from engine.esl import Node, NodeConfig
-from engine.ivr import AgentPoolPort, Checks, FlowErrors, FlowRunner, FlowsHolder, IvrRoute, IvrStore, RunnerSettings
-from engine.ivr.poolport import AgentPool
-from engine.metrics import EngineMetrics, MetricsServer, SpineQueues
+from engine.ivr import Checks, FlowErrors, FlowRunner, FlowsHolder, IvrRoute, IvrStore, RunnerSettings
+from engine.metrics import AcdQueues, EngineMetrics, MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +68,17 @@ class Engine:
                                      node_names=tuple(fs.name for fs in config.freeswitch),
                                      queues=self.flows.current.queues(), report=config.reports)
         self.stats = CallStats(listener=self.metrics.calls_feed)
-        self.pool = AgentPool(config.route.agents, time.time)
         self.ivr_store = IvrStore(self.database.connect if self.database else None)
-        runner = FlowRunner(AgentPoolPort(self.pool, config.route), self.ivr_store,
+        # The registry is the ACD's way to the calls, and the route (built on the ACD) the registry's:
+        # the ACD gets it once both exist.
+        self.acd = Acd(load_acd(config.acd.file) if config.acd.file else AcdConfig((), (), ()), None, config.acd,
+                       config.acd.recordings_dir or config.data_dir / "recordings" / "queues")
+        runner = FlowRunner(self.acd, self.ivr_store,
                             RunnerSettings(recordings_dir=config.data_dir / "recordings"),
                             on_node_error=self.metrics.ivr.node_error)
         route = IvrRoute(self.flows, runner, park_timeout_seconds=config.route.park_timeout_seconds)
         self.registry = CallRegistry(route, self.stats, self.journal)
+        self.acd.registry = self.registry
         self.nodes: list[Node] = []
         for fs in config.freeswitch:
             node = Node(
@@ -89,15 +94,12 @@ class Engine:
             )
             self.registry.nodes[fs.name] = node
             self.nodes.append(node)
-        self.metrics.add_queue_source(SpineQueues(self.registry, self.pool, len(config.route.agents),
-                                                  lambda: self.flows.current.queues(), time.time,
-                                                  self.metrics.estimated_wait))
+        self.metrics.add_queue_source(AcdQueues(self.acd, time.time))
         self.metrics_server = (MetricsServer(self.metrics.registry, config.metrics_listen)
                                if with_metrics and config.metrics_listen else None)
         self.api = (AdminApi(config.api.host, config.api.port, api_token(config), self.status, self.reload)
                     if with_api else None)
         self._stopped = GEvent()
-        self._ticker: gevent.Greenlet | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -112,7 +114,7 @@ class Engine:
         for node in self.nodes:
             log.info("connecting to FreeSWITCH %s at %s:%d", node.config.name, node.config.host, node.config.port)
             node.start()
-        self._ticker = gevent.spawn(self._tick)
+        self.acd.start()
 
     def _prepare_database(self) -> None:
         assert self.database is not None
@@ -127,18 +129,12 @@ class Engine:
         self.journal.sink = self.writer
         self.metrics.watch_cdr_writer(self.writer.stats)
 
-    def _tick(self) -> None:
-        while True:
-            gevent.sleep(0.5)
-            self.pool.tick()
-
     def stop(self, grace: float | None = None) -> None:
         """Graceful shutdown: take no new calls, let calls in progress finish up to `grace`."""
         grace = self.config.shutdown_grace_seconds if grace is None else grace
         log.info("shutting down: %d calls in progress, waiting up to %.0f s", len(self.registry.calls), grace)
         self.registry.drain(grace)
-        if self._ticker is not None:
-            self._ticker.kill()
+        self.acd.stop()
         for node in self.nodes:
             node.stop()
         if self.api is not None:
@@ -187,7 +183,7 @@ class Engine:
             "nodes": [{"name": n.config.name, "host": n.config.host, "port": n.config.port, "up": n.up}
                       for n in self.nodes],
             "calls_by_stage": stages,
-            **self.pool.status(),
+            **self.acd.summary(),
             **self.stats.summary(),
             **self.metrics.wallboard(),
         }

@@ -78,14 +78,18 @@ class ApiSettings:
 
 @dataclass(frozen=True)
 class RouteSettings:
-    """The interim queue's agents (engine.ivr.poolport): one list serving every queue the flows
-    name, until the ACD brings agents, skills and queues of its own."""
+    park_timeout_seconds: int = 3600  # FreeSWITCH's own safety net while the engine has the call
 
-    hold_music: str = "tone_stream://%(2000,4000,440,480);loops=-1"
-    agents: tuple[str, ...] = ()
-    agent_domain: str = ""
-    ring_seconds: int = 20
-    park_timeout_seconds: int = 3600
+
+@dataclass(frozen=True)
+class AcdSettings:
+    """The ACD (engine/acd): queues, agents and tiers defined in `file` (engine/acd/config.py);
+    agents' status and skills as changed since live in PostgreSQL and win over the file's."""
+
+    file: Path | None = None  # None: no queues; every queue node of a flow takes its on_no_agents exit
+    ring_seconds: int = 20  # ring an agent this long before it counts as a no-answer
+    assumed_handle_seconds: float = 180.0  # the estimated wait's handle time until a queue has its own
+    recordings_dir: Path | None = None  # None: data_dir/recordings/queues
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,7 @@ class Config:
     api: ApiSettings = field(default_factory=ApiSettings)
     metrics_listen: str = "127.0.0.1:9180"  # Prometheus's /metrics ("" = not served)
     route: RouteSettings = field(default_factory=RouteSettings)
+    acd: AcdSettings = field(default_factory=AcdSettings)
     cdr: WriterSettings = field(default_factory=WriterSettings)
     reports: ReportSettings = field(default_factory=ReportSettings)
     source: str = "<defaults>"
@@ -236,18 +241,23 @@ def _load_metrics(doc: YamlMap) -> str:
 
 def _load_route(doc: YamlMap) -> RouteSettings:
     sec = _section(doc, "route")
-    defaults = RouteSettings()
-    names = ("hold_music", "agents", "agent_domain", "ring_seconds", "park_timeout_seconds")
-    check_keys(sec, set(names), "route")
-    agents = sec.get("agents") or ()
-    if agents:
-        agents = expect_list(agents, sec.mark_of("agents"), "route.agents")
-    values: dict[str, Any] = {"agents": tuple(str(a) for a in agents)}
-    for name in ("hold_music", "agent_domain"):
-        values[name] = _get(sec, name, str, getattr(defaults, name), "route")
-    for name in ("ring_seconds", "park_timeout_seconds"):
-        values[name] = int(_positive(sec, name, _get(sec, name, int, getattr(defaults, name), "route"), "route"))
-    return RouteSettings(**values)
+    check_keys(sec, {"park_timeout_seconds"}, "route")
+    default = RouteSettings.park_timeout_seconds
+    return RouteSettings(int(_positive(sec, "park_timeout_seconds",
+                                       _get(sec, "park_timeout_seconds", int, default, "route"), "route")))
+
+
+def _load_acd(doc: YamlMap, base: Path) -> AcdSettings:
+    sec = _section(doc, "acd")
+    check_keys(sec, {"file", "ring_seconds", "assumed_handle_seconds", "recordings_dir"}, "acd")
+    file = _get(sec, "file", str, None, "acd")
+    recordings = _get(sec, "recordings_dir", str, None, "acd")
+    return AcdSettings(
+        file=base / file if file else None,
+        ring_seconds=int(_positive(sec, "ring_seconds", _get(sec, "ring_seconds", int, 20, "acd"), "acd")),
+        assumed_handle_seconds=_positive(sec, "assumed_handle_seconds",
+                                         _get(sec, "assumed_handle_seconds", float, 180.0, "acd"), "acd"),
+        recordings_dir=base / recordings if recordings else None)
 
 
 def _load_cdr(doc: YamlMap) -> WriterSettings:
@@ -281,7 +291,7 @@ def _load_reports(doc: YamlMap) -> ReportSettings:
 
 
 _TOP_KEYS = {"freeswitch", "data_dir", "dialplans", "database", "logging", "shutdown_grace_seconds",
-             "esl", "api", "metrics", "route", "cdr", "reports"}
+             "esl", "api", "metrics", "route", "acd", "cdr", "reports"}
 
 
 def config_from_yaml(doc: Any, source: str) -> Config:
@@ -314,6 +324,7 @@ def config_from_yaml(doc: Any, source: str) -> Config:
         api=_load_api(doc),
         metrics_listen=_load_metrics(doc),
         route=_load_route(doc),
+        acd=_load_acd(doc, base),
         cdr=_load_cdr(doc),
         reports=_load_reports(doc),
         source=source,

@@ -14,6 +14,7 @@ at its file:line:col.
         announcements: {every: 30, position: true, estimated_wait: true, sound: ..., to_agent: true}
         moh: local_stream://moh
         wrap_up_time: 10                  # overrides the agents'
+        recording: {mode: sampled, percent: 20, announce: ivr/recorded.wav}   # all | none | sampled
         tier_rules: {apply: true, wait_second: 30, multiply_level: true, no_agent_no_wait: true}
         relax: [{after: 30, min_level: 3}, {after: 90, min_level: 1, skills: [english]}]
         ring_progressively_delay: 10
@@ -21,6 +22,7 @@ at its file:line:col.
     agents:
       "1001":
         name: Alice Martin
+        status: Available                 # the first status, until the database holds one
         contacts: {fs1: user/1001}        # dial string per FreeSWITCH node
         skills: {english: 8, billing: 4}
         max_calls: 1
@@ -36,17 +38,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping
 
-from engine.acd.model import Agent, Announcements, Queue, RelaxStep, Strategy, Tier, TierRules
+from engine.acd.model import Agent, AgentStatus, Announcements, Queue, Recording, RelaxStep, Strategy, Tier, TierRules
 from engine.yamlfile import Mark, YamlList, YamlMap, check_keys, expect_list, expect_map, load
 
 STRATEGIES = {s.value: s for s in Strategy} | {"fewest-calls": Strategy.FEWEST_CALLS,
                                                "least-talk-time": Strategy.LEAST_TALK_TIME}
 _QUEUE_KEYS = frozenset({"strategy", "skills", "priority", "service_level", "max_wait", "max_wait_no_agent",
-                         "overflow", "announcements", "moh", "wrap_up_time", "tier_rules", "relax",
+                         "overflow", "announcements", "moh", "wrap_up_time", "recording", "tier_rules", "relax",
                          "ring_progressively_delay", "starvation_limit"})
-_AGENT_KEYS = frozenset({"name", "contacts", "skills", "max_calls", "wrap_up_time", "max_no_answer",
+_AGENT_KEYS = frozenset({"name", "status", "contacts", "skills", "max_calls", "wrap_up_time", "max_no_answer",
                          "reject_delay_time", "busy_delay_time", "no_answer_delay_time"})
 
 
@@ -85,6 +87,17 @@ def parse_acd(root: YamlMap) -> AcdConfig:
         if kind == "queue" and target not in queues:
             raise root["queues"][name].mark_of("overflow").error(f"overflow to a queue that does not exist: '{target}'")
     return AcdConfig(tuple(queues.values()), tuple(agents.values()), tuple(tiers))
+
+
+def staff_every_queue(agents: Iterable[str], queues: Iterable[str], *, skills: Mapping[str, int] | None = None,
+                      **queue: Any) -> dict[str, Any]:
+    """An ACD file's content (for yaml.safe_dump) with every agent Available in every queue: what a
+    demo or a test against the simulator's population of agents needs. `queue`: settings of each."""
+    agents = list(agents)
+    queues = list(queues)
+    return {"queues": {q: dict(queue) for q in queues},
+            "agents": {a: {"status": AgentStatus.AVAILABLE.value, "skills": dict(skills or {})} for a in agents},
+            "tiers": [{"agent": a, "queue": q} for q in queues for a in agents]}
 
 
 def _mapping(parent: YamlMap, key: str) -> YamlMap:
@@ -169,11 +182,24 @@ def _queue(name: str, m: YamlMap) -> Queue:
                                     _bool(ann, "to_agent", False)),
         moh=_text(m, "moh", "local_stream://moh"),
         wrap_up_time=_number(m, "wrap_up_time", 0.0) if "wrap_up_time" in m else None,
+        recording=_recording(m),
         tier_rules=TierRules(_bool(rules, "apply", False), _number(rules, "wait_second", 300.0),
                              _bool(rules, "multiply_level", True), _bool(rules, "no_agent_no_wait", True)),
         relax=_relax(m),
         ring_progressively_delay=_number(m, "ring_progressively_delay", 10.0),
         starvation_limit=_int(m, "starvation_limit", 3, minimum=1))
+
+
+def _recording(m: YamlMap) -> Recording:
+    rec = _mapping(m, "recording")
+    check_keys(rec, {"mode", "percent", "announce"}, "recording")
+    mode = _text(rec, "mode", "none")
+    if mode not in ("all", "none", "sampled"):
+        raise rec.mark_of("mode").error(f"recording mode must be all, none or sampled, not '{mode}'")
+    percent = _number(rec, "percent", 0.0)
+    if percent > 100:
+        raise rec.mark_of("percent").error("percent is between 0 and 100")
+    return Recording(mode, percent, _text(rec, "announce"))
 
 
 def _relax(m: YamlMap) -> tuple[RelaxStep, ...]:
@@ -197,8 +223,11 @@ def _relax(m: YamlMap) -> tuple[RelaxStep, ...]:
 def _agent(agent_id: str, m: YamlMap) -> Agent:
     check_keys(m, _AGENT_KEYS, f"agent '{agent_id}'")
     contacts = _mapping(m, "contacts")
+    status = _text(m, "status", AgentStatus.LOGGED_OUT.value)
+    if status not in {s.value for s in AgentStatus}:
+        raise m.mark_of("status").error(f"unknown status '{status}'; one of: {', '.join(s.value for s in AgentStatus)}")
     return Agent(
-        id=agent_id, name=_text(m, "name", agent_id),
+        id=agent_id, name=_text(m, "name", agent_id), status=AgentStatus(status),
         contacts={node: _text(contacts, node) for node in contacts}, skills=_skills(m, "skills"),
         max_calls=_int(m, "max_calls", 1, minimum=1), wrap_up_time=_number(m, "wrap_up_time", 0.0),
         max_no_answer=_int(m, "max_no_answer", 0), reject_delay_time=_number(m, "reject_delay_time", 0.0),

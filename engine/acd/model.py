@@ -158,6 +158,16 @@ class Announcements:
 
 
 @dataclass(frozen=True)
+class Recording:
+    """Which of a queue's conversations are recorded: all, none, or a sampled percentage, after an
+    optional announcement to the caller."""
+
+    mode: str = "none"  # all | none | sampled
+    percent: float = 0.0
+    announce: str = ""
+
+
+@dataclass(frozen=True)
 class Queue:
     name: str
     strategy: Strategy = Strategy.LONGEST_IDLE_AGENT
@@ -171,6 +181,7 @@ class Queue:
     announcements: Announcements = Announcements()
     moh: str = "local_stream://moh"
     wrap_up_time: float | None = None  # overrides the agents' own
+    recording: Recording = Recording()
     tier_rules: TierRules = TierRules()
     relax: tuple[RelaxStep, ...] = ()  # ascending by `after`
     ring_progressively_delay: float = 10.0

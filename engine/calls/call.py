@@ -337,3 +337,18 @@ class Call:
         if VAR_JOINED not in self.caller.variables:
             values[VAR_JOINED] = f"{self.started:.3f}"
         self.set_vars(**values)
+
+    def originate_async(self, endpoint: str, variables: dict[str, str], *, role: str,
+                        timeout: float) -> tuple[Leg, Any]:
+        """Start calling out on this node with our own Unique-ID without waiting: for a driver
+        outside the call's greenlet (the ACD rings agents while the caller hears its queue).
+        Returns the leg, registered before the command is sent so none of its events is missed,
+        and the job's AsyncResult ('+OK <uuid>' once answered, '-ERR <cause>' otherwise, or an
+        EslError such as NotConnected when the node is away)."""
+        leg_uuid = str(uuidlib.uuid4())
+        leg = Leg(uuid=leg_uuid, node=self.caller.node, role=role)
+        self.legs[leg_uuid] = leg
+        self.registry.register_leg(leg_uuid, self)
+        all_vars = {"origination_uuid": leg_uuid, "ignore_early_media": "true",
+                    "originate_timeout": str(int(timeout)), VAR_LEG: role, VAR_PARENT: self.uuid, **variables}
+        return leg, self.node.bgapi_async(commands.originate(endpoint, all_vars, app="park"))

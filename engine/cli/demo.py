@@ -47,11 +47,18 @@ def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20.0) 
     raise CallRouterError(f"the simulator did not listen on port {port} within {timeout:.0f} s")
 
 
-def _scenario_agents(scenario_path: Path) -> tuple[str, ...]:
+def _demo_acd(scenario_path: Path, queues: tuple[str, ...], data_dir: Path) -> Path:
+    """The scenario's agents Available in every queue the flows name, as an ACD file."""
+    import yaml
+
+    from engine.acd.config import staff_every_queue
     from engine.simulator.scenario import load_scenario
 
     scenario = load_scenario(scenario_path)
-    return tuple(agent_id for spec in scenario.agents for agent_id in spec.ids)
+    path = data_dir / "demo-acd.yaml"
+    path.write_text(yaml.safe_dump(staff_every_queue(
+        (agent_id for spec in scenario.agents for agent_id in spec.ids), queues, skills={"english": 5})))
+    return path
 
 
 def _live_table(status: dict, elapsed: float):
@@ -95,6 +102,7 @@ def COMMAND(config_path: Path | None, data_dir: Path | None, scenario: Path | No
     calls offered, answered, abandoned, routed per entry and queue, and hangup causes.
     """
     from engine.app import Engine
+    from engine.ivr import Checks, FlowsHolder
     from engine.simulator.scenario import bundled
 
     scenario = scenario or bundled("demo")
@@ -103,8 +111,10 @@ def COMMAND(config_path: Path | None, data_dir: Path | None, scenario: Path | No
     port = _free_port()
     config = config.with_overrides(
         freeswitch=(FreeswitchNode("sim1", "127.0.0.1", port, Secret(SIM_PASSWORD)),),
-        route=replace(config.route, agents=_scenario_agents(scenario)),
         api=replace(config.api, port=0))  # any free port: the demo must not clash with a running engine
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    flows = FlowsHolder(config.dialplans, Checks()).current.queues()
+    config = config.with_overrides(acd=replace(config.acd, file=_demo_acd(scenario, flows, config.data_dir)))
     command = [sys.executable, "-m", "engine", "simulate", "--scenario", str(scenario), "--port", str(port),
                "--password", SIM_PASSWORD]
     if truth_file:

@@ -2,6 +2,6 @@
 time (collectors over each capability's snapshots), service level over rolling windows, and the
 /metrics HTTP server. `monitoring/` holds the dashboard and alert rules built on these names."""
 from engine.metrics.exporter import DEFAULT_LISTEN, EngineMetrics, MetricsServer
-from engine.metrics.sources import CampaignSnapshot, QueueSnapshot, SpineQueues
+from engine.metrics.sources import AcdQueues, CampaignSnapshot, QueueSnapshot
 
-__all__ = ["DEFAULT_LISTEN", "CampaignSnapshot", "EngineMetrics", "MetricsServer", "QueueSnapshot", "SpineQueues"]
+__all__ = ["DEFAULT_LISTEN", "AcdQueues", "CampaignSnapshot", "EngineMetrics", "MetricsServer", "QueueSnapshot"]

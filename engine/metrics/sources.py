@@ -1,15 +1,12 @@
 """What each capability tells the metrics at scrape time: plain snapshots, one source per capability.
 
-A source is a function returning snapshots; the ACD and the dialer each register theirs with
-`EngineMetrics` when they land. Until the ACD replaces it, `SpineQueues` reads the minimal route's
-agent pool and the calls in the registry.
+A source is a function returning snapshots; the ACD (`AcdQueues`) and the dialer each register
+theirs with `EngineMetrics`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
-
-from engine.channelvars import VAR_QUEUE, VAR_STAGE
 
 # mod_callcenter's agent status (what the agent chose) and state (what the agent is doing).
 LOGGED_OUT, AVAILABLE, ON_BREAK = "Logged Out", "Available", "On Break"
@@ -45,38 +42,27 @@ QueueSource = Callable[[], Iterable[QueueSnapshot]]
 CampaignSource = Callable[[], Iterable[CampaignSnapshot]]
 
 
-class SpineQueues:
-    """The interim queues (engine.ivr.poolport) until the ACD: every queue the flows name is served
-    by the one shared agent list, open always.
+class AcdQueues:
+    """The ACD's queues (engine.acd): callers waiting, the longest wait, the agents of each queue's
+    tiers by status and state, and the Router's estimated wait for a caller joining now."""
 
-    Agents not waiting are reported In a queue call while a caller talks to them, Idle otherwise
-    (ringing, or resting after a call they let ring out).
-    """
-
-    def __init__(self, registry: Any, pool: Any, agents: int, queues: Callable[[], Iterable[str]],
-                 clock: Callable[[], float], estimate: Callable[[str], float | None] = lambda queue: None) -> None:
-        self.registry = registry
-        self.pool = pool
-        self.agents = agents
-        self.queues = queues
+    def __init__(self, acd: Any, clock: Callable[[], float]) -> None:
+        self.acd = acd
         self.clock = clock
-        self.estimate = estimate
 
     def __call__(self) -> list[QueueSnapshot]:
         now = self.clock()
-        waits: dict[str, list[float]] = {q: [] for q in self.queues()}
-        talking = 0
-        for call in self.registry.calls:
-            variables = call.caller.variables
-            stage = variables.get(VAR_STAGE)
-            if stage == "talking":
-                talking += 1
-            elif stage == "queue" and (queue := variables.get(VAR_QUEUE)):
-                joined = call.marks.get("queued", call.started)
-                waits.setdefault(queue, []).append(max(0.0, now - joined))
-        free = self.pool.status()["agents_free"]
-        agents = {(AVAILABLE, WAITING): free, (AVAILABLE, IN_QUEUE_CALL): min(talking, self.agents - free)}
-        agents[(AVAILABLE, IDLE)] = max(0, self.agents - free - agents[(AVAILABLE, IN_QUEUE_CALL)])
-        return [QueueSnapshot(queue=queue, waiting=len(found), longest_wait_seconds=max(found, default=0.0),
-                              agents=agents, estimated_wait_seconds=self.estimate(queue))
-                for queue, found in sorted(waits.items())]
+        router = self.acd.router
+        snapshots = []
+        for name in sorted(router.queues):
+            waiting = router.waiting(name)
+            agents: dict[tuple[str, str], int] = {}
+            for agent_id in router.tiers(name):
+                agent = router.agents[agent_id]
+                key = (agent.status.value, agent.callcenter_state())
+                agents[key] = agents.get(key, 0) + 1
+            snapshots.append(QueueSnapshot(
+                queue=name, waiting=len(waiting),
+                longest_wait_seconds=max((now - m.joined_at for m in waiting), default=0.0),
+                agents=agents, estimated_wait_seconds=self.acd.estimated_wait(name)))
+        return snapshots

@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import yaml
+
 import pytest
 
+from engine.acd.config import staff_every_queue
 from engine.app import Engine
-from engine.config import Config, EslSettings, FreeswitchNode, RouteSettings, Secret
+from engine.config import AcdSettings, Config, EslSettings, FreeswitchNode, Secret
 from engine.simulator.runner import Simulation
 from engine.simulator.scenario import load_scenario
 from engine.simulator.server import EslServer
@@ -29,12 +32,14 @@ class Centre(Simulation):
         return self.nodes["sim1"].server
 
     def config(self, tmp_path: Path, *, greeting: str = "tone_stream://%(300,0,440)", max_wait: float = 20,
-               **route: object) -> Config:
-        """An engine config for this centre: its agents, and the spine flow in a dialplans dir."""
+               acd: dict | None = None, **settings: object) -> Config:
+        """An engine config for this centre: the spine flow in a dialplans dir, and an ACD file
+        (`acd`, else every agent of the scenario Available in every queue of the flow)."""
         dialplans = tmp_path / "spine-dialplans"
         dialplans.mkdir(exist_ok=True)
         (dialplans / "spine.yaml").write_text(SPINE_FLOW.format(greeting=greeting, max_wait=max_wait))
-        agents = tuple(a for spec in self.scenario.agents for a in spec.ids)
+        acd_file = tmp_path / "acd.yaml"
+        acd_file.write_text(yaml.safe_dump(acd or self.acd()))
         return Config(
             freeswitch=(FreeswitchNode("sim1", "127.0.0.1", self.server.port, Secret("ClueCon")),),
             data_dir=tmp_path / "data",
@@ -42,8 +47,18 @@ class Centre(Simulation):
             esl=EslSettings(command_timeout=5.0, connect_timeout=2.0, heartbeat_timeout=30.0,
                             backoff_initial=0.05, backoff_max=0.5),
             metrics_listen="127.0.0.1:0",
-            route=replace(RouteSettings(ring_seconds=3, agents=agents), **route),
+            acd=replace(AcdSettings(file=acd_file, ring_seconds=3), **settings),
         )
+
+    def acd(self, queues: tuple[str, ...] = ("sales", "support", "general"), skills: dict | None = None,
+            **queue: object) -> dict:
+        """Every agent of the scenario Available in each queue, with these skills (settings in
+        `queue` for each queue)."""
+        return staff_every_queue((a for spec in self.scenario.agents for a in spec.ids), queues, skills=skills,
+                                 **{"moh": HOLD_MUSIC, **queue})
+
+
+HOLD_MUSIC = "tone_stream://%(2000,4000,440,480);loops=-1"
 
 
 # A greeting, a one-digit menu (1 sales, 2 support, nothing: general), the queue, then the end.

@@ -80,7 +80,7 @@ freeswitch:
 data_dir: data
 dialplans: {dialplans}
 api: {{listen: "127.0.0.1:{api_port}"}}
-route: {{agents: ["1001", "1002"], ring_seconds: 5}}
+acd: {{file: {ROOT / "acd.yaml"}, ring_seconds: 5}}
 metrics: {{listen: "127.0.0.1:0"}}
 shutdown_grace_seconds: 3
 """)

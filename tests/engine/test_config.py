@@ -22,7 +22,7 @@ def test_example_config_documents_every_key_and_loads(monkeypatch):
     assert [n.name for n in config.freeswitch] == ["fs1"]
     assert config.freeswitch[0].password.reveal() == "s3cret"
     assert config.api.token.reveal() == "tok"
-    assert config.route.agents == ("1001", "1002")
+    assert config.acd.file == ROOT / "acd.yaml" and config.acd.file.exists()
     assert config.data_dir == ROOT / "var"
 
 
@@ -72,7 +72,8 @@ def test_yaml_mistakes_point_at_file_line_col(text, message):
     ("api:\n  listen: localhost\n", "c.yaml:2:11: api.listen must be HOST:PORT"),
     ("api:\n  token: env:NOT A NAME\n", "c.yaml:2:10: api.token: 'NOT A NAME' is not an environment variable name"),
     ("logging: {level: LOUD}\n", "c.yaml:1:18: logging.level must be one of"),
-    ("route:\n  agents: 1001\n", "c.yaml:2:11: route.agents must be a list"),
+    ("acd:\n  ring_seconds: 0\n", "c.yaml:2:17: acd.ring_seconds must be greater than 0"),
+    ("acd:\n  queues: [sales]\n", "c.yaml:2:3: unknown key 'queues' in acd"),
     ("freeswitch:\n  - {name: a, host: h, password: p}\n  - {name: a, host: h, password: p}\n",
      "c.yaml:3:12: two FreeSWITCH nodes are named 'a'"),
     ("sessions: 3\n", "c.yaml:1:1: unknown key 'sessions' in the configuration"),

@@ -12,7 +12,7 @@ import pytest
 
 from engine.app import Engine
 from engine.db import migrate
-from engine.ivr import AgentPoolPort, Checks, FlowRunner, FlowsHolder, IvrRoute, IvrStore, RunnerSettings
+from engine.ivr import Checks, FlowRunner, FlowsHolder, IvrRoute, IvrStore, RunnerSettings
 from tests.engine.conftest import centre_factory  # noqa: F401 - a fixture, used by the e2e tests
 
 DIALPLANS = Path(__file__).resolve().parents[2] / "dialplans"
@@ -45,10 +45,11 @@ def ivr_engine(tmp_path, ivr_db, quick_dialplans):
 
     def make(centre, now: dt.datetime, on_node=None) -> tuple[Engine, IvrStore]:
         centre.switch.default_file_seconds = 0.2  # a sound file "plays" this long
-        config = centre.config(tmp_path).with_overrides(dialplans=quick_dialplans)
+        config = centre.config(tmp_path, acd=centre.acd(tuple(sorted(QUEUES)), skills={"english": 5})).with_overrides(
+            dialplans=quick_dialplans)
         engine = Engine(config, with_database=False, with_api=False, with_metrics=False)
         store = IvrStore(lambda: psycopg.connect(ivr_db))
-        runner = FlowRunner(AgentPoolPort(engine.pool, config.route), store,
+        runner = FlowRunner(engine.acd, store,
                             RunnerSettings(recordings_dir=tmp_path / "recordings"), now=lambda: now, on_node=on_node)
         engine.registry.handler = IvrRoute(FlowsHolder(quick_dialplans, Checks(queues=QUEUES)), runner)
         engine.start()
