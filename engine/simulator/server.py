@@ -155,6 +155,8 @@ class EslConnection:
                 for request in requests:
                     if self.closed:
                         break
+                    if self.server.received is not None:
+                        self.server.received.append(request)
                     self._handle(request)
         finally:
             self._drop()
@@ -376,6 +378,7 @@ class EslServer:
         self.queue_limit = 100000
         self.max_missed = 500
         self.connections: set[EslConnection] = set()
+        self.received: list[wire.Request] | None = None  # a list: every client command is kept there (tests)
         self._requested_port = port
         self._server: StreamServer | None = None
 

@@ -19,9 +19,9 @@ import gevent
 from gevent.event import Event
 
 from engine.simulator.apps import APPLICATIONS, park_loop
-from engine.simulator.channel import CallerProfile, Channel, Message, wait_for
+from engine.simulator.channel import CallerProfile, Channel, ChannelData, Message, wait_for
 from engine.simulator.endpoint import Endpoint
-from engine.simulator.events import CALLING_SITES, HANGUP_CAUSES, SimEvent, format_stamp, micros, stamp_headers
+from engine.simulator.events import CALLING_SITES, HANGUP_CAUSES, CommonHeaders, SimEvent, format_stamp, micros
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +58,23 @@ def split_vars(text: str) -> dict[str, str]:
     return out
 
 
+def _end_paren(text: str, open_: str, close: str) -> int:
+    """Where the block opened at text[0] closes, by raw bracket counting (switch_find_end_paren:
+    a value may hold balanced braces, and no escape is honoured)."""
+    depth = 0
+    for at, ch in enumerate(text):
+        depth += (ch == open_) - (ch == close)
+        if depth == 0:
+            return at
+    raise ValueError(f"no closing {close!r} in the dial string {text[:60]!r}")
+
+
 def parse_dial_string(dial: str) -> list[DialTarget]:
     """`{global}[leg]endpoint,[leg]endpoint|failover...` -> the legs of the first group."""
     dial = dial.strip()
     global_vars: dict[str, str] = {}
     while dial.startswith("{") or dial.startswith("<"):
-        close = "}" if dial[0] == "{" else ">"
-        end = dial.index(close)
+        end = _end_paren(dial, dial[0], "}" if dial[0] == "{" else ">")
         global_vars.update(split_vars(dial[1:end]))
         dial = dial[end + 1:]
     legs = []
@@ -139,21 +149,9 @@ class Switch:
 
     def new_event(self, name: str, subclass: str | None = None,
                   site: tuple[str, str, int] | None = None) -> SimEvent:
+        site = site or CALLING_SITES.get(name, ("switch_event.c", "switch_event_fire_detailed", 0))
         event = SimEvent(name)
-        if subclass is not None:
-            event.add("Event-Subclass", subclass)
-        event.add("Event-Name", name)
-        event.add("Core-UUID", self.core_uuid)
-        event.add("FreeSWITCH-Hostname", self.hostname)
-        event.add("FreeSWITCH-Switchname", self.switchname)
-        event.add("FreeSWITCH-IPv4", self.ipv4)
-        event.add("FreeSWITCH-IPv6", self.ipv6)
-        event.headers.extend(stamp_headers(self.clock.now()))
-        file, func, line = site or CALLING_SITES.get(name, ("switch_event.c", "switch_event_fire_detailed", 0))
-        event.add("Event-Calling-File", file)
-        event.add("Event-Calling-Function", func)
-        event.add("Event-Calling-Line-Number", line)
-        event.add("Event-Sequence", next(self._sequence))
+        event.extend(CommonHeaders(name, subclass, self, self.clock.now(), site, next(self._sequence)))
         return event
 
     def subscribe(self, callback: Callable[[SimEvent], None]) -> int:
@@ -561,8 +559,8 @@ class Switch:
             event = self.new_event("CHANNEL_EXECUTE",
                                    site=("switch_ivr_bridge.c", "uuid_bridge_on_soft_execute", 1243))
             a.link(b, "originator")
-            event.headers.extend(a.headers())
-            event.headers.extend([("Application", "uuid_bridge"), ("Application-Data", b.uuid)])
+            event.extend(ChannelData(a))
+            event.extend([("Application", "uuid_bridge"), ("Application-Data", b.uuid)])
             self.fire(event)
             self.run_bridge(a, b)
             if a.is_up and a.variables.get("park_after_bridge") == "true":
