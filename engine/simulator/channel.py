@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Callable
 import gevent
 from gevent.event import Event
 
-from engine.simulator.events import CALLSTATE_NUMBER, CAUSE_TO_SIP, HANGUP_CAUSES, STATE_NUMBER, SimEvent, micros
+from engine.simulator.events import (
+    CALLSTATE_NUMBER, CAUSE_TO_SIP, HANGUP_CAUSES, STATE_NUMBER, DeferredHeaders, SimEvent, micros,
+)
 
 if TYPE_CHECKING:
     from engine.simulator.endpoint import Endpoint
@@ -44,7 +46,15 @@ class CallerProfile:
     profile_index: int = 1
     created: float = 0.0
 
-    def headers(self, prefix: str, channel: "Channel", with_index: bool) -> list[tuple[str, str]]:
+    def copy(self) -> "CallerProfile":
+        """A shallow copy, cheaper than dataclasses.replace (one per channel event)."""
+        twin = object.__new__(CallerProfile)
+        twin.__dict__.update(self.__dict__)
+        return twin
+
+    def headers(self, prefix: str, uuid: str, name: str, times: dict[str, float],
+                with_index: bool) -> list[tuple[str, str]]:
+        """The block for the channel (uuid, name, times) this profile belongs to."""
         out = [(f"{prefix}-Direction", self.direction),
                (f"{prefix}-Logical-Direction", self.logical_direction or self.direction)]
         if self.username:
@@ -64,17 +74,17 @@ class CallerProfile:
             out.append((f"{prefix}-Network-Addr", self.network_addr))
         out += [(f"{prefix}-ANI", self.caller_id_number),
                 (f"{prefix}-Destination-Number", self.destination_number),
-                (f"{prefix}-Unique-ID", channel.uuid),
+                (f"{prefix}-Unique-ID", uuid),
                 (f"{prefix}-Source", self.source)]
         if self.transfer_source:
             out.append((f"{prefix}-Transfer-Source", self.transfer_source))
         out.append((f"{prefix}-Context", self.context))
         if self.rdnis:
             out.append((f"{prefix}-RDNIS", self.rdnis))
-        out.append((f"{prefix}-Channel-Name", channel.name))
+        out.append((f"{prefix}-Channel-Name", name))
         if with_index:
             out.append((f"{prefix}-Profile-Index", str(self.profile_index)))
-        t = channel.times
+        t = times
         out += [(f"{prefix}-Profile-Created-Time", str(micros(self.created or t["created"]))),
                 (f"{prefix}-Channel-Created-Time", str(micros(t["created"]))),
                 (f"{prefix}-Channel-Answered-Time", str(micros(t["answered"]))),
@@ -132,6 +142,64 @@ def wait_for(clock, wake: Event, done: Callable[[], bool], seconds: float | None
     finally:
         if timer.greenlet is not None:
             timer.greenlet.kill(block=False)
+
+
+class ChannelData(DeferredHeaders):
+    """switch_channel_event_set_data (basic data, caller profile, other leg, variables) as the
+    channel was when the event fired; the mutable parts are copied, the strings built later."""
+
+    __slots__ = ("uuid", "name", "direction", "running_state", "callstate", "state", "hit_dialplan",
+                 "answer_state", "hangup_cause", "codec", "profile", "times", "variables",
+                 "other_type", "other_profile", "other_uuid", "other_name", "other_times")
+
+    def __init__(self, channel: "Channel") -> None:
+        super().__init__()
+        self.uuid, self.name, self.direction = channel.uuid, channel.name, channel.direction
+        self.running_state, self.callstate, self.state = channel.running_state, channel.callstate, channel.state
+        self.hit_dialplan, self.answer_state = channel.hit_dialplan, channel.answer_state
+        self.hangup_cause = channel.hangup_cause
+        self.codec = channel.codec if channel.media_up else None
+        self.profile = channel.profile.copy()   # a transfer or a bridge changes it in place
+        self.times = channel.times.copy()
+        self.variables = channel.variables.copy()
+        other = channel.other
+        self.other_profile = channel.other_profile if other is not None else None
+        if self.other_profile is not None:
+            self.other_type, self.other_uuid, self.other_name = channel.other_type, other.uuid, other.name
+            self.other_times = other.times.copy()
+
+    def get(self, name: str) -> str | None:
+        return self.uuid if name == "Unique-ID" else super().get(name)
+
+    def build(self) -> list[tuple[str, str]]:
+        variables = self.variables
+        out = [("Channel-State", self.running_state),
+               ("Channel-Call-State", self.callstate),
+               ("Channel-State-Number", str(STATE_NUMBER[self.state])),
+               ("Channel-Name", self.name),
+               ("Unique-ID", self.uuid),
+               ("Call-Direction", self.direction),
+               ("Presence-Call-Direction", self.direction),
+               ("Channel-HIT-Dialplan", "true" if self.hit_dialplan else "false")]
+        if "presence_id" in variables:
+            out.append(("Channel-Presence-ID", variables["presence_id"]))
+        out.append(("Channel-Call-UUID", variables.get("call_uuid", self.uuid)))
+        out.append(("Answer-State", self.answer_state))
+        if self.hangup_cause is not None:
+            out.append(("Hangup-Cause", self.hangup_cause))
+        if self.codec is not None:
+            codec, rate = self.codec
+            bits = str(rate * 16 if codec == "L16" else 64000)
+            out += [("Channel-Read-Codec-Name", codec), ("Channel-Read-Codec-Rate", str(rate)),
+                    ("Channel-Read-Codec-Bit-Rate", bits), ("Channel-Write-Codec-Name", codec),
+                    ("Channel-Write-Codec-Rate", str(rate)), ("Channel-Write-Codec-Bit-Rate", bits)]
+        out += self.profile.headers("Caller", self.uuid, self.name, self.times, with_index=True)
+        if self.other_profile is not None:
+            out.append(("Other-Type", self.other_type))
+            out += self.other_profile.headers("Other-Leg", self.other_uuid, self.other_name, self.other_times,
+                                              with_index=False)
+        out += [(f"variable_{name}", value) for name, value in variables.items()]
+        return out
 
 
 class Channel:
@@ -332,40 +400,17 @@ class Channel:
              post: list[tuple[str, str]] | None = None) -> SimEvent:
         event_name = "DTMF" if name == "CHANNEL_DTMF_EVENT" else name
         event = self.switch.new_event(event_name)
-        event.headers.extend(pre or ())
-        event.headers.extend(self.headers())
-        event.headers.extend(post or ())
+        if pre:
+            event.extend(pre)
+        event.extend(ChannelData(self))
+        if post:
+            event.extend(post)
         self.switch.fire(event)
         return event
 
     def headers(self) -> list[tuple[str, str]]:
-        """switch_channel_event_set_data: basic data, caller profile, other leg, variables."""
-        out = [("Channel-State", self.running_state),
-               ("Channel-Call-State", self.callstate),
-               ("Channel-State-Number", str(STATE_NUMBER[self.state])),
-               ("Channel-Name", self.name),
-               ("Unique-ID", self.uuid),
-               ("Call-Direction", self.direction),
-               ("Presence-Call-Direction", self.direction),
-               ("Channel-HIT-Dialplan", "true" if self.hit_dialplan else "false")]
-        if "presence_id" in self.variables:
-            out.append(("Channel-Presence-ID", self.variables["presence_id"]))
-        out.append(("Channel-Call-UUID", self.variables.get("call_uuid", self.uuid)))
-        out.append(("Answer-State", self.answer_state))
-        if self.hangup_cause is not None:
-            out.append(("Hangup-Cause", self.hangup_cause))
-        if self.media_up:
-            codec, rate = self.codec
-            bits = str(rate * 16 if codec == "L16" else 64000)
-            out += [("Channel-Read-Codec-Name", codec), ("Channel-Read-Codec-Rate", str(rate)),
-                    ("Channel-Read-Codec-Bit-Rate", bits), ("Channel-Write-Codec-Name", codec),
-                    ("Channel-Write-Codec-Rate", str(rate)), ("Channel-Write-Codec-Bit-Rate", bits)]
-        out += self.profile.headers("Caller", self, with_index=True)
-        if self.other is not None and self.other_profile is not None:
-            out.append(("Other-Type", self.other_type))
-            out += self.other_profile.headers("Other-Leg", self.other, with_index=False)
-        out += [(f"variable_{name}", value) for name, value in self.variables.items()]
-        return out
+        """switch_channel_event_set_data as the channel is now."""
+        return ChannelData(self).build()
 
     # ---------------------------------------------------------------- session thread
     def start(self, startup: Callable[[], None]) -> None:

@@ -5,7 +5,6 @@ header block every event starts with.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from email.utils import formatdate
 
 # switch_event.c EVENT_NAMES (the names `event` accepts).
@@ -88,18 +87,99 @@ CAUSE_TO_SIP = {"USER_BUSY": 486, "CALL_REJECTED": 603, "NO_ANSWER": 480, "NO_US
                 "ORIGINATOR_CANCEL": 487, "USER_NOT_REGISTERED": 404}
 
 
-@dataclass
-class SimEvent:
-    """One event as FreeSWITCH would serialize it: ordered (name, raw value) headers and a body."""
+class DeferredHeaders:
+    """A block of an event's headers kept as the snapshot taken when the event fired and built
+    on first use: most events of an in-process run are read by nobody, or only by name and
+    Unique-ID, and building every header of every event was most of the simulator's time."""
 
-    name: str
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: str | None = None
+    __slots__ = ("_built",)
 
-    def get(self, name: str, default: str | None = None) -> str | None:
-        for key, value in self.headers:
+    def __init__(self) -> None:
+        self._built: list[tuple[str, str]] | None = None
+
+    def build(self) -> list[tuple[str, str]]:
+        raise NotImplementedError
+
+    def pairs(self) -> list[tuple[str, str]]:
+        if self._built is None:
+            self._built = self.build()
+        return self._built
+
+    def get(self, name: str) -> str | None:
+        for key, value in self.pairs():
             if key == name:
                 return value
+        return None
+
+
+class CommonHeaders(DeferredHeaders):
+    """The block every event starts with (switch_event_prep_for_delivery_detailed)."""
+
+    __slots__ = ("name", "subclass", "switch", "now", "site", "sequence")
+    NAMES = frozenset(("Event-Subclass", "Event-Name", "Core-UUID", "FreeSWITCH-Hostname", "FreeSWITCH-Switchname",
+                       "FreeSWITCH-IPv4", "FreeSWITCH-IPv6", "Event-Date-Local", "Event-Date-GMT",
+                       "Event-Date-Timestamp", "Event-Calling-File", "Event-Calling-Function",
+                       "Event-Calling-Line-Number", "Event-Sequence"))
+
+    def __init__(self, name: str, subclass: str | None, switch, now: float, site: tuple[str, str, int],
+                 sequence: int) -> None:
+        super().__init__()
+        self.name, self.subclass, self.switch = name, subclass, switch
+        self.now, self.site, self.sequence = now, site, sequence
+
+    def get(self, name: str) -> str | None:
+        if name == "Event-Name":
+            return self.name
+        if name == "Event-Subclass":
+            return self.subclass
+        return super().get(name) if name in self.NAMES else None
+
+    def build(self) -> list[tuple[str, str]]:
+        switch = self.switch   # its identity never changes while it runs
+        out = [("Event-Subclass", self.subclass)] if self.subclass is not None else []
+        out += [("Event-Name", self.name), ("Core-UUID", switch.core_uuid),
+                ("FreeSWITCH-Hostname", switch.hostname), ("FreeSWITCH-Switchname", switch.switchname),
+                ("FreeSWITCH-IPv4", switch.ipv4), ("FreeSWITCH-IPv6", switch.ipv6)]
+        out += stamp_headers(self.now)
+        file, func, line = self.site
+        out += [("Event-Calling-File", file), ("Event-Calling-Function", func),
+                ("Event-Calling-Line-Number", str(line)), ("Event-Sequence", str(self.sequence))]
+        return out
+
+
+class SimEvent:
+    """One event as FreeSWITCH would serialize it: ordered (name, raw value) headers and a body.
+
+    The headers are kept as blocks, each a list or DeferredHeaders, and joined into one list
+    when `headers` is first read (as the ESL server does to serialize the event)."""
+
+    __slots__ = ("name", "body", "_blocks")
+
+    def __init__(self, name: str, headers: list[tuple[str, str]] | None = None, body: str | None = None) -> None:
+        self.name = name
+        self.body = body
+        self._blocks: list[list[tuple[str, str]] | DeferredHeaders] = [headers if headers is not None else []]
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        blocks = self._blocks
+        if len(blocks) > 1 or not isinstance(blocks[0], list):
+            joined: list[tuple[str, str]] = []
+            for block in blocks:
+                joined += block if isinstance(block, list) else block.pairs()
+            self._blocks = [joined]
+        return self._blocks[0]
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        for block in self._blocks:
+            if isinstance(block, list):
+                for key, value in block:
+                    if key == name:
+                        return value
+            else:
+                value = block.get(name)
+                if value is not None:
+                    return value
         return default
 
     @property
@@ -111,7 +191,15 @@ class SimEvent:
         return self.get("Unique-ID")
 
     def add(self, name: str, value: object) -> None:
-        self.headers.append((name, str(value)))
+        self.extend([(name, str(value))])
+
+    def extend(self, headers: list[tuple[str, str]] | DeferredHeaders) -> None:
+        """Append headers: pairs, or a block to build when they are read."""
+        last = self._blocks[-1]
+        if isinstance(headers, list) and isinstance(last, list):
+            last += headers
+        else:
+            self._blocks.append(list(headers) if isinstance(headers, list) else headers)
 
 
 def stamp_headers(now: float) -> list[tuple[str, str]]:
