@@ -307,15 +307,17 @@ class Acd:
         settings = self.router.queues[queue].queue
         caller = call.caller
         self._cancel(call.uuid, self.router.member_left(call.uuid, self.clock()))  # a resumed call rejoins
+        if not resumed:
+            call.mark_stage("queue", **{VAR_QUEUE: queue, VAR_QUEUE_JOINED: f"{joined:.3f}"})
+        # No I/O from joining to ENTER: the dispatcher cannot ring an agent before the call entered.
         self.router.member_joined(Member(call.uuid, queue, joined, priority=priority or None,
                                          skills={s: 1 for s in skills}, caller_id_number=caller.caller_id_number,
                                          caller_id_name=caller.caller_id_name), self.clock())
-        self.poke()
         call.marks.setdefault("queued", joined)
         if not resumed:
-            call.mark_stage("queue", **{VAR_QUEUE: queue, VAR_QUEUE_JOINED: f"{joined:.3f}"})
             call.registry.stats.queued(call, queue)
             call.journal(QueueEventKind.ENTER, position=self.router.position(call.uuid))
+        self.poke()
         call.outcome = "abandoned"  # until an agent answers or the wait ends otherwise
         call.set_vars(park_after_bridge="true")  # once the agent hangs up, the caller stays for the flow
         limit = min(w for w in (max_wait, settings.max_wait) if w > 0) if max_wait > 0 or settings.max_wait > 0 else 0
