@@ -97,7 +97,8 @@ class Engine:
         self.metrics.add_queue_source(AcdQueues(self.acd, time.time))
         self.metrics_server = (MetricsServer(self.metrics.registry, config.metrics_listen)
                                if with_metrics and config.metrics_listen else None)
-        self.api = (AdminApi(config.api.host, config.api.port, api_token(config), self.status, self.reload)
+        self.api = (AdminApi(config.api.host, config.api.port, api_token(config), self.status, self.reload,
+                             acd=self.acd)
                     if with_api else None)
         self._stopped = GEvent()
 

@@ -125,6 +125,37 @@ class Acd:
         return {"callers_waiting": sum(m.state is MemberState.WAITING for m in self.router.members.values()),
                 "agents_free": sum(a.can_take_call(now) for a in self.router.agents.values())}
 
+    # ------------------------------------------------------------------ the admin API's views
+    def agents_view(self) -> list[dict[str, Any]]:
+        return [{"agent": a.id, "name": a.name, "status": a.status.value, "reason": a.break_reason,
+                 "state": a.state.value, "skills": dict(a.skills), "calls_answered": a.calls_answered,
+                 "no_answer_count": a.no_answer_count} for a in sorted(self.router.agents.values(), key=lambda a: a.id)]
+
+    def queues_view(self) -> list[dict[str, Any]]:
+        now = self.clock()
+        return [{"queue": name, "strategy": index.queue.strategy.value, "waiting": len(self.router.waiting(name)),
+                 "available": len(self.router.available(name)), "staffed": self.router.staffed(name),
+                 "estimated_wait_seconds": round(self._estimate(name, len(self.router.waiting(name)) + 1, now), 1)}
+                for name, index in sorted(self.router.queues.items())]
+
+    def change_status(self, agent_id: str, status: str, reason: str = "") -> dict[str, Any]:
+        """ValueError (the API's 422) for an unknown agent or status."""
+        try:
+            wanted = AgentStatus(status)
+        except ValueError:
+            raise ValueError(f"unknown status '{status}'; one of: {', '.join(s.value for s in AgentStatus)}") from None
+        try:
+            self.set_status(agent_id, wanted, reason)
+        except RoutingError as exc:
+            raise ValueError(str(exc)) from None
+        return next(a for a in self.agents_view() if a["agent"] == agent_id)
+
+    def why(self, call_uuid: str) -> dict[str, Any]:
+        try:
+            return self.router.explain(call_uuid, self.clock()).to_dict()
+        except RoutingError as exc:
+            raise ValueError(str(exc)) from None
+
     # ------------------------------------------------------------------ agents
     def set_status(self, agent_id: str, status: AgentStatus, reason: str = "") -> None:
         """Login, logout, break, back: RoutingError for an unknown agent."""

@@ -6,6 +6,7 @@ import json
 import logging
 from importlib import resources
 from typing import Any, Callable, Iterable
+from urllib.parse import parse_qs
 
 from gevent.pywsgi import WSGIServer
 
@@ -19,7 +20,7 @@ Route = Callable[[dict[str, Any]], tuple[int, Any]]
 
 class AdminApi:
     def __init__(self, host: str, port: int, token: Secret, status: Callable[[], dict[str, Any]],
-                 reload: Callable[[], dict[str, Any]] | None = None) -> None:
+                 reload: Callable[[], dict[str, Any]] | None = None, acd: Any = None) -> None:
         self.host = host
         self._requested_port = port
         self._token = token.reveal().encode()
@@ -31,6 +32,14 @@ class AdminApi:
         }
         if reload is not None:
             self._routes[("POST", "/reload")] = lambda env: _reloaded(reload())
+        if acd is not None:  # engine.acd.service.Acd
+            self._routes.update({
+                ("GET", "/agents"): lambda env: (200, acd.agents_view()),
+                ("GET", "/queues"): lambda env: (200, acd.queues_view()),
+                ("POST", "/agents/status"): lambda env: _answer(lambda q: acd.change_status(
+                    q.get("agent", ""), q.get("status", ""), q.get("reason", "")), env),
+                ("GET", "/queues/why"): lambda env: _answer(lambda q: acd.why(q.get("call", "")), env),
+            })
         self._server: WSGIServer | None = None
 
     @property
@@ -85,3 +94,12 @@ class AdminApi:
 def _reloaded(result: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """200 when the new flows are in force; 422 with every error when they were refused."""
     return (200 if result["reloaded"] else 422), result
+
+
+def _answer(action: Callable[[dict[str, str]], dict[str, Any]], env: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """An ACD request with its parameters in the query string; 422 with the reason if refused."""
+    query = {k: v[-1] for k, v in parse_qs(env.get("QUERY_STRING", "")).items()}
+    try:
+        return 200, action(query)
+    except ValueError as exc:
+        return 422, {"error": str(exc)}
