@@ -178,14 +178,6 @@ class Acd:
         self.agent_event(kind, agent_id, status=agent.status.value, reason=agent.break_reason)
         self.status_listener(agent_id)
 
-    def set_skills(self, agent_id: str, skills: dict[str, int]) -> None:
-        agent = self.router.agents.get(agent_id)
-        if agent is None:
-            raise RoutingError(f"no agent '{agent_id}'")
-        self.router.add_agent(replace(agent, skills=dict(skills)))  # the Router keeps its live fields
-        self.status_listener(agent_id)
-        self.poke()
-
     def agent_event(self, kind: QueueEventKind, agent_id: str, *, queue: str = "", **fields: Any) -> None:
         sink = self.registry.journal.sink
         if sink is not None:
