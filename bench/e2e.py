@@ -71,10 +71,10 @@ def scenario(rate: float, agents: int, talk: float) -> dict:
     }
 
 
-def start_simulator(workdir: Path, spec: dict, seconds: float) -> tuple[subprocess.Popen, int]:
+def start_simulator(workdir: Path, spec: dict, seconds: float, port: int = 0) -> tuple[subprocess.Popen, int]:
     path = workdir / "scenario.yaml"
     path.write_text(yaml.safe_dump(spec))
-    proc = subprocess.Popen([sys.executable, "-m", "engine", "simulate", "--scenario", str(path), "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "simulate", "--scenario", str(path), "--port", str(port),
                              "--duration", str(seconds), "--truth-file", str(workdir / "truth.jsonl")],
                             cwd=ROOT, stdout=subprocess.PIPE, text=True)
     for line in proc.stdout:
@@ -84,7 +84,8 @@ def start_simulator(workdir: Path, spec: dict, seconds: float) -> tuple[subproce
     raise RuntimeError("the simulator did not start")
 
 
-def start_engine(workdir: Path, data_dir: Path, port: int, flow: dict, agents: list[str]) -> subprocess.Popen:
+def start_engine(workdir: Path, data_dir: Path, port: int, flow: dict, agents: list[str],
+                 metrics: str = "127.0.0.1:0") -> subprocess.Popen:
     dialplans = workdir / "dialplans"
     dialplans.mkdir()
     (dialplans / "bench.yaml").write_text(yaml.safe_dump(flow))
@@ -94,7 +95,7 @@ def start_engine(workdir: Path, data_dir: Path, port: int, flow: dict, agents: l
     config.write_text(yaml.safe_dump({
         "freeswitch": [{"name": "sim1", "host": "127.0.0.1", "port": port, "password": "ClueCon"}],
         "data_dir": str(data_dir), "dialplans": str(dialplans), "logging": {"level": "WARNING"},
-        "shutdown_grace_seconds": 1, "api": {"listen": "127.0.0.1:0"}, "metrics": {"listen": "127.0.0.1:0"},
+        "shutdown_grace_seconds": 1, "api": {"listen": "127.0.0.1:0"}, "metrics": {"listen": metrics},
         "esl": {"command_timeout": 10, "backoff_initial": 0.05, "backoff_max": 0.5},
         "acd": {"file": str(acd), "ring_seconds": 20},
     }))
