@@ -17,6 +17,7 @@ import gevent
 from gevent.event import Event as GEvent
 
 from engine.acd.config import AcdConfig, load_acd
+from engine.acd.persistence import AgentStatusStore
 from engine.acd.service import Acd
 from engine.api import AdminApi
 from engine.calls import CallRegistry, CallStats
@@ -71,13 +72,15 @@ class Engine:
         self.ivr_store = IvrStore(self.database.connect if self.database else None)
         # The registry is the ACD's way to the calls, and the route (built on the ACD) the registry's:
         # the ACD gets it once both exist.
+        self.agent_statuses = AgentStatusStore(self.database.connect) if self.database else None
         self.acd = Acd(load_acd(config.acd.file) if config.acd.file else AcdConfig((), (), ()), None, config.acd,
-                       config.acd.recordings_dir or config.data_dir / "recordings" / "queues")
+                       config.acd.recordings_dir or config.data_dir / "recordings" / "queues",
+                       status_listener=self._agent_status_changed)
         runner = FlowRunner(self.acd, self.ivr_store,
                             RunnerSettings(recordings_dir=config.data_dir / "recordings"),
                             on_node_error=self.metrics.ivr.node_error)
         route = IvrRoute(self.flows, runner, park_timeout_seconds=config.route.park_timeout_seconds)
-        self.registry = CallRegistry(route, self.stats, self.journal)
+        self.registry = CallRegistry(route, self.stats, self.journal, lost_after=config.esl.node_lost_after)
         self.acd.registry = self.registry
         self.nodes: list[Node] = []
         for fs in config.freeswitch:
@@ -106,6 +109,8 @@ class Engine:
     def start(self) -> None:
         if self.database is not None:
             self._prepare_database()
+        if self.agent_statuses is not None:
+            self.acd.restore(self.agent_statuses.load())
         if self.api is not None:
             self.api.start()
             log.info("admin API on http://%s:%d", self.config.api.host, self.api.port)
@@ -130,6 +135,10 @@ class Engine:
         self.journal.sink = self.writer
         self.metrics.watch_cdr_writer(self.writer.stats)
 
+    def _agent_status_changed(self, agent_id: str) -> None:
+        if self.agent_statuses is not None:
+            self.agent_statuses.save(self.acd.router.agents[agent_id])
+
     def stop(self, grace: float | None = None) -> None:
         """Graceful shutdown: take no new calls, let calls in progress finish up to `grace`."""
         grace = self.config.shutdown_grace_seconds if grace is None else grace
@@ -143,6 +152,8 @@ class Engine:
         if self.metrics_server is not None:
             self.metrics_server.stop()
         self.ivr_store.flush()
+        if self.agent_statuses is not None:
+            self.agent_statuses.flush()
         if self.writer is not None:
             self.writer.stop()  # drains to PostgreSQL, or to the spool if it is away
         if self.database is not None:

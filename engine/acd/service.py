@@ -80,11 +80,9 @@ class Acd:
         """`statuses`: agent id -> (status, reason) as persisted; they win over the file's first status."""
         self.router = Router(config.queues, [replace(a, status=AgentStatus.LOGGED_OUT) for a in config.agents],
                              config.tiers)
-        now = clock()
         for agent in config.agents:
-            status, reason = (statuses or {}).get(agent.id, (agent.status, ""))
-            if status is not AgentStatus.LOGGED_OUT:
-                self.router.set_status(agent.id, status, now, reason)
+            if agent.status is not AgentStatus.LOGGED_OUT:
+                self.router.set_status(agent.id, agent.status, clock(), "")
         self.registry = registry
         self.settings = settings
         self.recordings_dir = recordings_dir
@@ -94,6 +92,13 @@ class Acd:
         self._rings: dict[str, _Ring] = {}  # agent leg Unique-ID -> the ring under way
         self._changed = Event()
         self._driver: gevent.Greenlet | None = None
+        self.restore(statuses or {})
+
+    def restore(self, statuses: Mapping[str, tuple[AgentStatus, str]]) -> None:
+        """Seed the agents' status as persisted (before any call); agents no longer configured are skipped."""
+        for agent_id, (status, reason) in statuses.items():
+            if agent_id in self.router.agents:
+                self.router.set_status(agent_id, status, self.clock(), reason)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -194,7 +199,8 @@ class Acd:
         endpoint = agent.contacts.get(call.caller.node) or f"user/{agent_id}"
         caller = call.caller
         variables = {"origination_caller_id_number": caller.caller_id_number or "anonymous",
-                     "origination_caller_id_name": f"{queue}: {caller.caller_id_name or caller.caller_id_number}",
+                     "origination_caller_id_name": commands.display_text(
+                         f"{queue}: {caller.caller_id_name or caller.caller_id_number}"),
                      VAR_AGENT: agent_id, VAR_QUEUE: queue}
         leg, result = call.originate_async(endpoint, variables, role="agent", timeout=self.settings.ring_seconds)
         ring = _Ring(call, agent_id, queue, leg, self.clock())
