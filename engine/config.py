@@ -67,6 +67,7 @@ class EslSettings:
     heartbeat_timeout: float = 60.0
     backoff_initial: float = 0.2
     backoff_max: float = 10.0
+    node_lost_after: float = 120.0  # a node away this long: its calls are written off as lost
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,8 @@ def _section(doc: YamlMap, key: str) -> YamlMap:
 
 def _load_esl(doc: YamlMap) -> EslSettings:
     sec = _section(doc, "esl")
-    names = ("command_timeout", "connect_timeout", "heartbeat_timeout", "backoff_initial", "backoff_max")
+    names = ("command_timeout", "connect_timeout", "heartbeat_timeout", "backoff_initial", "backoff_max",
+             "node_lost_after")
     check_keys(sec, set(names), "esl")
     defaults = EslSettings()
     values = {n: _positive(sec, n, _get(sec, n, float, getattr(defaults, n), "esl"), "esl") for n in names}

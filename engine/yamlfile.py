@@ -133,6 +133,8 @@ def _compose(text: str, source: str) -> yaml.Node | None:
         raise place.error(f"not valid YAML: {exc.problem or exc.context}{hint}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}:1:1: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}:1:1: the YAML is nested too deeply to read") from None
 
 
 def _read(path: str | Path) -> str:
@@ -151,7 +153,10 @@ def _read(path: str | Path) -> str:
 def loads(text: str, file: str = "<string>") -> Any:
     """Parse one YAML document; raise ConfigError with file:line:col on any mistake."""
     node = _compose(text, file)
-    return None if node is None else _build(node, file)
+    try:
+        return None if node is None else _build(node, file)
+    except RecursionError:
+        raise ConfigError(f"{file}:1:1: the YAML is nested too deeply to read") from None
 
 
 def load(path: str | Path) -> Any:

@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 EXECUTE_TIMEOUT = 600.0  # an application that has not completed after 10 minutes is stuck
 FINISH_TIMEOUT = 10.0  # how long to wait for CHANNEL_HANGUP_COMPLETE of every leg at the end
-NODE_LOST_AFTER = 120.0  # a node away this long: its calls are written off as lost
 PARK_TIMEOUT_CAUSE = "RECOVERY_ON_TIMER_EXPIRE"  # a call the engine held too long without re-arming
 
 
@@ -187,7 +186,7 @@ class Call:
     def _ride_out_outage(self, down: NodeDown) -> None:
         """The node dropped: wait for the reconciliation's verdict on this call."""
         log.warning("call %s: node %s down (%s); waiting for it", self.uuid, self.caller.node, down.reason)
-        deadline = self.clock() + NODE_LOST_AFTER
+        deadline = self.clock() + self.registry.lost_after
         while True:
             try:
                 item = self._apply(self.inbox.get(timeout=max(0.0, deadline - self.clock())))

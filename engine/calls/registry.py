@@ -15,8 +15,9 @@ from typing import Any, Callable
 
 import gevent
 
-from engine.calls.call import NODE_LOST_AFTER, AdoptLeg, Call, NodeDown, Resync
+from engine.calls.call import AdoptLeg, Call, NodeDown, Resync
 from engine.calls.leg import Leg
+from engine.config import EslSettings
 from engine.channelvars import ENGINE_VARS, VAR_ENTRY, VAR_LEG, VAR_PARENT, VAR_STAGE
 from engine.calls.stats import CallStats
 from engine.cdr.journal import CallJournal
@@ -30,7 +31,7 @@ Handler = Callable[[Call, bool], None]
 
 class CallRegistry:
     def __init__(self, handler: Handler, stats: CallStats | None = None, journal: CallJournal | None = None,
-                 clock: Callable[[], float] = time.time, lost_after: float = NODE_LOST_AFTER) -> None:
+                 clock: Callable[[], float] = time.time, lost_after: float = EslSettings.node_lost_after) -> None:
         self.handler = handler
         self.lost_after = lost_after  # a node away this long: its calls are written off as lost
         self.stats = stats or CallStats()

@@ -54,6 +54,14 @@ def check_data(value: str, what: str = "value") -> str:
     return value
 
 
+def display_text(value: str, limit: int = 80) -> str:
+    """A caller-supplied display string (a caller id name, a contact's name) made safe as channel
+    data, for showing it on an agent's phone: control characters become spaces and `${` loses its
+    meaning, the rest is kept (quotes, braces, commas are escaped later by dial_string)."""
+    text = "".join(" " if ord(ch) < 0x20 or ch == "\x7f" else ch for ch in value)
+    return text.replace("${", "$ {")[:limit].strip()
+
+
 def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
     if not isinstance(value, str) or not pattern.match(value):
         raise UnsafeValue(f"not a valid {what}: {value!r}")

@@ -680,7 +680,8 @@ def read_flow(path: str | Path, checks: Checks | None = None) -> FileResult:
     if doc is None:
         return FileResult("", None, [ConfigError(f"{path}:1:1: the file is empty; a flow needs flow, start and nodes")])
     if not isinstance(doc, YamlMap):
-        return FileResult("", None, [doc.mark.error("a flow file must be a mapping with flow, start and nodes")])
+        where = getattr(doc, "mark", None) or Mark(str(path), 1, 1)  # a bare scalar keeps no mark
+        return FileResult("", None, [where.error("a flow file must be a mapping with flow, start and nodes")])
     r.keys(doc, TOP_KEYS, "the flow", ("flow", "start", "nodes"))
     name = r.text(doc, "flow", "flow")
     if name and not _NAME.match(name):
