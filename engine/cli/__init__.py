@@ -22,6 +22,8 @@ _COMMAND_MODULES = (
     "engine.cli.top",
     "engine.cli.reload",
     "engine.cli.campaign",
+    "engine.cli.agents",
+    "engine.cli.queues",
 )
 
 
