@@ -27,6 +27,7 @@ from engine.config import Config, Secret
 from engine.db import Database, migrate
 from engine.errors import DatabaseError
 from engine.esl import Node, NodeConfig
+from engine.ha import LeaderElection
 from engine.ivr import Checks, FlowErrors, FlowRunner, FlowsHolder, IvrRoute, IvrStore, RunnerSettings
 from engine.metrics import AcdQueues, EngineMetrics, MetricsServer
 
@@ -38,6 +39,7 @@ SUBSCRIBED_EVENTS = (
     "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE", "DTMF", "BACKGROUND_JOB", "HEARTBEAT",
 )
 TOKEN_FILE = "api.token"
+EXIT_FENCED = 75  # EX_TEMPFAIL: lost the lead; the supervisor restarts the process, which comes back as a standby
 
 
 def api_token(config: Config) -> Secret:
@@ -103,24 +105,46 @@ class Engine:
         self.api = (AdminApi(config.api.host, config.api.port, api_token(config), self.status, self.reload,
                              acd=self.acd)
                     if with_api else None)
+        # With ha.enabled the call handling (nodes, ACD) starts only once this engine leads.
+        self.election = (LeaderElection(self.database.dsn, self.instance_id, config.ha,
+                                        on_elected=self._lead, on_lost=self._fence)
+                         if config.ha.enabled and self.database is not None else None)
+        self.fenced = False
         self._stopped = GEvent()
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         if self.database is not None:
             self._prepare_database()
-        if self.agent_statuses is not None:
-            self.acd.restore(self.agent_statuses.load())
         if self.api is not None:
             self.api.start()
             log.info("admin API on http://%s:%d", self.config.api.host, self.api.port)
         if self.metrics_server is not None:
             self.metrics_server.start()
             log.info("metrics on http://%s:%d/metrics", self.metrics_server.host, self.metrics_server.port)
+        if self.election is not None:
+            log.info("standby: the call handling starts once this engine leads")
+            self.election.start()
+        else:
+            self._lead()
+
+    def _lead(self, term: int | None = None) -> None:
+        """Take the calls: agents' status as last written (by whichever engine), then the nodes,
+        whose reconcile adopts the calls in progress from their channel variables."""
+        if self.agent_statuses is not None:
+            self.acd.restore(self.agent_statuses.load())
         for node in self.nodes:
             log.info("connecting to FreeSWITCH %s at %s:%d", node.config.name, node.config.host, node.config.port)
             node.start()
         self.acd.start()
+
+    def _fence(self, reason: str) -> None:
+        """Lost the lead: cut every switch first, so nothing more reaches a call another engine may
+        control now, leave the calls up for it, and shut down (exit EXIT_FENCED)."""
+        self.fenced = True
+        gevent.joinall([gevent.spawn(node.stop) for node in self.nodes])
+        self.acd.stop()
+        gevent.spawn(self.stop, 0.0)
 
     def _prepare_database(self) -> None:
         assert self.database is not None
@@ -147,6 +171,8 @@ class Engine:
         self.acd.stop()
         for node in self.nodes:
             node.stop()
+        if self.election is not None:
+            self.election.stop()  # only now that this engine acts no more: a standby may take over
         if self.api is not None:
             self.api.stop()
         if self.metrics_server is not None:
@@ -170,6 +196,8 @@ class Engine:
         gevent.signal_handler(signal.SIGINT, lambda: gevent.spawn(self.stop))
         gevent.signal_handler(signal.SIGHUP, lambda: gevent.spawn(self.reload))
         self._stopped.wait()
+        if self.fenced:
+            raise SystemExit(EXIT_FENCED)
 
     def reload(self) -> dict[str, Any]:
         """Swap in the call flows if, and only if, every file validates (calls in progress keep theirs)."""
@@ -195,6 +223,7 @@ class Engine:
             "nodes": [{"name": n.config.name, "host": n.config.host, "port": n.config.port, "up": n.up}
                       for n in self.nodes],
             "calls_by_stage": stages,
+            "ha": self.election.status() if self.election is not None else {"role": "active", "term": None},
             **self.acd.summary(),
             **self.stats.summary(),
             **self.metrics.wallboard(),

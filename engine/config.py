@@ -94,6 +94,25 @@ class AcdSettings:
 
 
 @dataclass(frozen=True)
+class DialerSettings:
+    """The live dialer (engine/dialer/runner.py): campaigns and contacts live in PostgreSQL."""
+
+    enabled: bool = True  # False: this engine places no outbound campaign calls
+    poll_seconds: float = 2.0  # how often campaign states (CLI, API) and due contacts are re-read
+    amd_timeout: float = 30.0  # an answered call with no AMD result by then is treated as a person
+    priority: int = 100  # an answered campaign call's priority in its queue (inbound queues come first)
+
+
+@dataclass(frozen=True)
+class HaSettings:
+    """Active/standby (engine/ha): engines sharing one PostgreSQL, one active at a time."""
+
+    enabled: bool = False  # False: this engine acts at once, alone
+    poll_interval: float = 1.0  # a standby tries for the lead, the leader checks it holds it, this often
+    fence_after: float = 3.0  # the leader stops acting if it cannot confirm its lead this long
+
+
+@dataclass(frozen=True)
 class Config:
     freeswitch: tuple[FreeswitchNode, ...]
     data_dir: Path = Path("var")
@@ -109,6 +128,8 @@ class Config:
     acd: AcdSettings = field(default_factory=AcdSettings)
     cdr: WriterSettings = field(default_factory=WriterSettings)
     reports: ReportSettings = field(default_factory=ReportSettings)
+    ha: HaSettings = field(default_factory=HaSettings)
+    dialer: DialerSettings = field(default_factory=DialerSettings)
     source: str = "<defaults>"
 
     def with_overrides(self, **changes: Any) -> "Config":
@@ -292,8 +313,33 @@ def _load_reports(doc: YamlMap) -> ReportSettings:
     return ReportSettings(**values)
 
 
+def _load_dialer(doc: YamlMap) -> DialerSettings:
+    sec = _section(doc, "dialer")
+    check_keys(sec, {"enabled", "poll_seconds", "amd_timeout", "priority"}, "dialer")
+    defaults = DialerSettings()
+    seconds = {n: _positive(sec, n, _get(sec, n, float, getattr(defaults, n), "dialer"), "dialer")
+               for n in ("poll_seconds", "amd_timeout")}
+    return DialerSettings(enabled=_get(sec, "enabled", bool, True, "dialer"),
+                          priority=int(_get(sec, "priority", int, defaults.priority, "dialer")), **seconds)
+
+
+def _load_ha(doc: YamlMap) -> HaSettings:
+    sec = _section(doc, "ha")
+    check_keys(sec, {"enabled", "poll_interval", "fence_after"}, "ha")
+    defaults = HaSettings()
+    seconds = {n: _positive(sec, n, _get(sec, n, float, getattr(defaults, n), "ha"), "ha")
+               for n in ("poll_interval", "fence_after")}
+    if seconds["fence_after"] <= seconds["poll_interval"]:
+        raise sec.mark_of("fence_after").error("ha.fence_after must be longer than ha.poll_interval")
+    enabled = _get(sec, "enabled", bool, False, "ha")
+    if enabled and _section(doc, "database").get("dsn") is None:
+        # The embedded PostgreSQL lives in one engine's data_dir: no other engine can share it.
+        raise sec.mark_of("enabled").error("ha.enabled needs database.dsn: the engines must share one PostgreSQL")
+    return HaSettings(enabled=enabled, **seconds)
+
+
 _TOP_KEYS = {"freeswitch", "data_dir", "dialplans", "database", "logging", "shutdown_grace_seconds",
-             "esl", "api", "metrics", "route", "acd", "cdr", "reports"}
+             "esl", "api", "metrics", "route", "acd", "cdr", "reports", "ha", "dialer"}
 
 
 def config_from_yaml(doc: Any, source: str) -> Config:
@@ -329,6 +375,8 @@ def config_from_yaml(doc: Any, source: str) -> Config:
         acd=_load_acd(doc, base),
         cdr=_load_cdr(doc),
         reports=_load_reports(doc),
+        ha=_load_ha(doc),
+        dialer=_load_dialer(doc),
         source=source,
     )
 
