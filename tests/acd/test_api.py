@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from engine.acd.config import load_acd
 from engine.acd.model import Member
@@ -47,6 +48,7 @@ def api():
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read())
 
+    call.port = server.port
     yield call, acd
     server.stop()
 
@@ -77,3 +79,28 @@ def test_mistakes_are_422_with_the_reason_and_why_explains_a_waiting_call(api):
     acd.router.member_joined(Member("c1", "billing", 999.0), 1000.0)
     status, body = call("GET", "/queues/why?call=c1")
     assert status == 200 and "1001" in json.dumps(body)
+
+
+def test_the_openapi_document_describes_each_acd_endpoint_as_it_answers(api):
+    call, acd = api
+    request = urllib.request.Request(f"http://127.0.0.1:{call.port}/openapi.yaml",
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        spec = yaml.safe_load(response.read())
+    schemas = spec["components"]["schemas"]
+    acd.router.member_joined(Member("c1", "billing", 999.0), 1000.0)
+    answers = {("get", "/agents"): call("GET", "/agents"), ("get", "/queues"): call("GET", "/queues"),
+               ("post", "/agents/status"): call("POST", "/agents/status?agent=1001&status=On+Break&reason=lunch"),
+               ("get", "/queues/why"): call("GET", "/queues/why?call=c1")}
+    for (method, path), (status, body) in answers.items():
+        assert status == 200, (path, body)
+        schema = spec["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]
+        if schema.get("type") == "array":
+            schema, body = schema["items"], body[0]
+        described = schemas[schema["$ref"].rsplit("/", 1)[1]]
+        assert set(body) == set(described["properties"]), path
+        if "/agents/status" == path:
+            parameters = {p["name"] for p in spec["paths"][path][method]["parameters"]}
+            assert parameters == {"agent", "status", "reason"}
+    verdict = answers[("get", "/queues/why")][1]["agents"][0]
+    assert set(verdict) == set(schemas["AgentVerdict"]["properties"])
