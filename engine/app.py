@@ -25,6 +25,7 @@ from engine.cdr import RecordWriter
 from engine.cdr.journal import CallJournal
 from engine.config import Config, Secret
 from engine.db import Database, migrate
+from engine.dialer.runner import Dialer
 from engine.errors import DatabaseError
 from engine.esl import Node, NodeConfig
 from engine.ha import LeaderElection
@@ -82,7 +83,10 @@ class Engine:
                             RunnerSettings(recordings_dir=config.data_dir / "recordings"),
                             on_node_error=self.metrics.ivr.node_error)
         route = IvrRoute(self.flows, runner, park_timeout_seconds=config.route.park_timeout_seconds)
-        self.registry = CallRegistry(route, self.stats, self.journal, lost_after=config.esl.node_lost_after)
+        self.dialer = (Dialer(self.database.connect, self.acd, lambda: self.nodes, config.dialer)
+                       if self.database else None)
+        self.registry = CallRegistry(self.dialer.route(route) if self.dialer else route, self.stats, self.journal,
+                                     lost_after=config.esl.node_lost_after)
         self.acd.registry = self.registry
         self.nodes: list[Node] = []
         for fs in config.freeswitch:
@@ -100,10 +104,12 @@ class Engine:
             self.registry.nodes[fs.name] = node
             self.nodes.append(node)
         self.metrics.add_queue_source(AcdQueues(self.acd, time.time))
+        if self.dialer is not None:
+            self.metrics.add_campaign_source(self.dialer.snapshots)
         self.metrics_server = (MetricsServer(self.metrics.registry, config.metrics_listen)
                                if with_metrics and config.metrics_listen else None)
         self.api = (AdminApi(config.api.host, config.api.port, api_token(config), self.status, self.reload,
-                             acd=self.acd)
+                             acd=self.acd, dialer=self.dialer)
                     if with_api else None)
         # With ha.enabled the call handling (nodes, ACD) starts only once this engine leads.
         self.election = (LeaderElection(self.database.dsn, self.instance_id, config.ha,
@@ -137,6 +143,8 @@ class Engine:
             log.info("connecting to FreeSWITCH %s at %s:%d", node.config.name, node.config.host, node.config.port)
             node.start()
         self.acd.start()
+        if self.dialer is not None:
+            self.dialer.start()
 
     def _fence(self, reason: str) -> None:
         """Lost the lead: cut every switch first, so nothing more reaches a call another engine may
@@ -167,6 +175,8 @@ class Engine:
         """Graceful shutdown: take no new calls, let calls in progress finish up to `grace`."""
         grace = self.config.shutdown_grace_seconds if grace is None else grace
         log.info("shutting down: %d calls in progress, waiting up to %.0f s", len(self.registry.calls), grace)
+        if self.dialer is not None:
+            self.dialer.stop()  # no new calls; those in progress finish, or a restarted engine adopts them
         self.registry.drain(grace)
         self.acd.stop()
         for node in self.nodes:

@@ -20,7 +20,7 @@ Route = Callable[[dict[str, Any]], tuple[int, Any]]
 
 class AdminApi:
     def __init__(self, host: str, port: int, token: Secret, status: Callable[[], dict[str, Any]],
-                 reload: Callable[[], dict[str, Any]] | None = None, acd: Any = None) -> None:
+                 reload: Callable[[], dict[str, Any]] | None = None, acd: Any = None, dialer: Any = None) -> None:
         self.host = host
         self._requested_port = port
         self._token = token.reveal().encode()
@@ -39,6 +39,13 @@ class AdminApi:
                 ("POST", "/agents/status"): lambda env: _answer(lambda q: acd.change_status(
                     q.get("agent", ""), q.get("status", ""), q.get("reason", "")), env),
                 ("GET", "/queues/why"): lambda env: _answer(lambda q: acd.why(q.get("call", "")), env),
+            })
+        if dialer is not None:  # engine.dialer.runner.Dialer
+            self._routes.update({
+                ("GET", "/campaigns"): lambda env: (200, dialer.list()),
+                ("GET", "/campaigns/status"): lambda env: _answer(lambda q: dialer.status(q.get("campaign", "")), env),
+                ("POST", "/campaigns/control"): lambda env: _answer(lambda q: dialer.control(
+                    q.get("campaign", ""), q.get("action", "")), env),
             })
         self._server: WSGIServer | None = None
 
@@ -97,7 +104,7 @@ def _reloaded(result: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 
 
 def _answer(action: Callable[[dict[str, str]], dict[str, Any]], env: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    """An ACD request with its parameters in the query string; 422 with the reason if refused."""
+    """An ACD or campaign request with its parameters in the query string; 422 with the reason if refused."""
     query = {k: v[-1] for k, v in parse_qs(env.get("QUERY_STRING", "")).items()}
     try:
         return 200, action(query)

@@ -105,6 +105,7 @@ class Campaign:
     abandon_rule: AbandonRule = AbandonRule.TSR
     abandon_cap: float = ABANDON_CAP
     abandon_message: str = ""           # who is calling and a number to call back
+    machine_message: str = ""           # left on an answering machine; empty: hang up on machines
     region: str = "US"                  # default region for numbers without a country code
     state: CampaignState = CampaignState.DRAFT
 

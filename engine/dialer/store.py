@@ -30,7 +30,8 @@ def _settings(campaign: Campaign) -> dict[str, Any]:
         "window": {"start": campaign.window.start.strftime("%H:%M"), "end": campaign.window.end.strftime("%H:%M"),
                    "weekdays": sorted(campaign.window.weekdays)},
         "abandon_rule": campaign.abandon_rule.value, "abandon_cap": campaign.abandon_cap,
-        "abandon_message": campaign.abandon_message, "region": campaign.region,
+        "abandon_message": campaign.abandon_message, "machine_message": campaign.machine_message,
+        "region": campaign.region,
     }
 
 
@@ -45,7 +46,8 @@ def _campaign(name: str, mode: str, settings: dict[str, Any], state: str) -> Cam
         window=CallingWindow(time.fromisoformat(window["start"]), time.fromisoformat(window["end"]),
                              frozenset(window["weekdays"])),
         abandon_rule=AbandonRule(settings["abandon_rule"]), abandon_cap=settings["abandon_cap"],
-        abandon_message=settings["abandon_message"], region=settings["region"], state=CampaignState(state))
+        abandon_message=settings["abandon_message"], machine_message=settings.get("machine_message", ""),
+        region=settings["region"], state=CampaignState(state))
 
 
 def create_campaign(conn: psycopg.Connection, campaign: Campaign) -> None:
@@ -101,10 +103,15 @@ def add_contacts(conn: psycopg.Connection, campaign: str, contacts: Iterable[tup
     return added
 
 
+_CONTACT = "SELECT id, phone, timezones, fields, state, attempts, retries, next_attempt_at, priority, imported_at FROM contact"
+
+
+def _contact(r: tuple) -> Contact:
+    return Contact(r[0], r[1], tuple(r[2]), r[3], ContactState(r[4]), r[5], r[6], r[7], r[8], r[9])
+
+
 def load_contacts(conn: psycopg.Connection, campaign: str) -> list[Contact]:
-    rows = conn.execute("SELECT id, phone, timezones, fields, state, attempts, retries, next_attempt_at, priority, "
-                        "imported_at FROM contact WHERE campaign = %s ORDER BY id", (campaign,)).fetchall()
-    return [Contact(r[0], r[1], tuple(r[2]), r[3], ContactState(r[4]), r[5], r[6], r[7], r[8], r[9]) for r in rows]
+    return [_contact(r) for r in conn.execute(_CONTACT + " WHERE campaign = %s ORDER BY id", (campaign,)).fetchall()]
 
 
 def save_contact(conn: psycopg.Connection, contact: Contact) -> None:
@@ -129,6 +136,33 @@ def attempts(conn: psycopg.Connection, campaign: str) -> list[Attempt]:
     rows = conn.execute(f"SELECT {', '.join(fields)} FROM dial_attempt WHERE campaign = %s ORDER BY started_at, uuid",
                         (campaign,)).fetchall()
     return [Attempt(*row) for row in rows]
+
+
+def open_attempts(conn: psycopg.Connection, campaign: str) -> list[Attempt]:
+    """Attempts placed and not yet closed: after a restart, adopted from the switch or closed."""
+    return [a for a in attempts(conn, campaign) if a.ended_at is None]
+
+
+def attempt(conn: psycopg.Connection, uuid: str) -> Attempt | None:
+    fields = [f.name for f in dataclasses.fields(Attempt)]
+    row = conn.execute(f"SELECT {', '.join(fields)} FROM dial_attempt WHERE uuid = %s", (uuid,)).fetchone()
+    return Attempt(*row) if row else None
+
+
+def load_contact(conn: psycopg.Connection, contact_id: int) -> Contact:
+    return _contact(conn.execute(_CONTACT + " WHERE id = %s", (contact_id,)).fetchone())
+
+
+def recent_attempts(conn: psycopg.Connection, campaign: str, since: datetime) -> list[tuple[int, datetime, bool]]:
+    """(contact id, started at, abandoned) of the attempts since `since`: what the dial check counts."""
+    return conn.execute("SELECT contact_id, started_at, abandoned FROM dial_attempt WHERE campaign = %s "
+                        "AND started_at >= %s", (campaign, since)).fetchall()
+
+
+def mark_done(conn: psycopg.Connection, name: str) -> None:
+    """Every contact is reached or closed: the campaign ends by itself."""
+    conn.execute("UPDATE campaign SET state = %s, updated_at = now() WHERE name = %s AND state = %s",
+                 (CampaignState.DONE.value, name, CampaignState.RUNNING.value))
 
 
 def add_dnc(conn: psycopg.Connection, phones: Iterable[str], list_name: str, source: str) -> int:
