@@ -40,7 +40,9 @@ from engine.config import AcdSettings
 from engine.channelvars import VAR_AGENT, VAR_QUEUE, VAR_STAGE
 from engine.errors import CallGone, CommandFailed, EslError
 from engine.esl import commands
-from engine.ivr.ports import ANSWERED, NO_AGENTS, TIMEOUT, Announce, Position, QueueOutcome, QueueStatus
+from engine.ivr.ports import (
+    ANSWERED, EXIT_KEY, NO_AGENTS, TIMEOUT, Announce, Position, QueueOutcome, QueueStatus,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ log = logging.getLogger(__name__)
 VAR_QUEUE_JOINED = "callrouter_queue_joined"
 ADOPT_WAIT = 2.0  # a resumed talking call waits this long for reconciliation to hand it its agent leg
 CANCEL_CAUSE = "LOSE_RACE"  # an agent leg no longer needed (another agent answered, the caller left)
+EXIT_WITH_KEY = "EXIT_WITH_KEY"  # mod_callcenter's cc_cancel_reason for a caller leaving on a key
 
 
 @dataclass(frozen=True)
@@ -297,7 +300,7 @@ class Acd:
 
     def enqueue(self, call: Call, queue: str, *, skills: tuple[str, ...] = (), priority: int = 0,
                 max_wait: float = 300.0, announce: Announce | None = None,
-                announce_every: float = 30.0) -> QueueOutcome:
+                announce_every: float = 30.0, exit_keys: str = "") -> QueueOutcome:
         variables = call.caller.variables
         if variables.get(VAR_STAGE) == "talking":  # resumed or adopted while connected to an agent
             queue = variables.get(VAR_QUEUE) or queue
@@ -313,7 +316,7 @@ class Acd:
         while True:
             call.labels["queue"] = queue
             outcome, overflow = self._wait(call, queue, joined, resumed, skills, priority, max_wait, announce,
-                                           announce_every)
+                                           announce_every, exit_keys)
             if overflow is None:
                 return outcome
             queue, joined, resumed = overflow, self.clock(), False
@@ -331,7 +334,8 @@ class Acd:
         return self.clock()
 
     def _wait(self, call: Call, queue: str, joined: float, resumed: bool, skills: tuple[str, ...], priority: int,
-              max_wait: float, announce: Announce | None, announce_every: float) -> tuple[QueueOutcome, str | None]:
+              max_wait: float, announce: Announce | None, announce_every: float,
+              exit_keys: str) -> tuple[QueueOutcome, str | None]:
         """One queue's wait: (the outcome, or the queue to overflow to)."""
         settings = self.router.queues[queue].queue
         caller = call.caller
@@ -349,6 +353,7 @@ class Acd:
         self.poke()
         call.outcome = "abandoned"  # until an agent answers or the wait ends otherwise
         call.set_vars(park_after_bridge="true")  # once the agent hangs up, the caller stays for the flow
+        call.caller.take_digits()  # keys typed at the menus before joining are not an exit
         limit = min(w for w in (max_wait, settings.max_wait) if w > 0) if max_wait > 0 or settings.max_wait > 0 else 0
         every = settings.announcements.every or (announce_every if announce is not None else 0)
         next_announce = self.clock() + every if every else float("inf")
@@ -365,6 +370,11 @@ class Acd:
                 item = call.next_item(max(0.0, min(deadlines) - now))
                 if isinstance(item, AgentAnswered):
                     return self._connect(call, queue, item, joined), None
+                digit = next((d for d in call.caller.take_digits() if d in exit_keys), "") if exit_keys else ""
+                member = self.router.members.get(call.uuid)
+                # Once an agent answered, its AgentAnswered is on the way: the key comes too late.
+                if digit and member is not None and member.state is not MemberState.ANSWERED:
+                    return self._leave(call, settings, joined, EXIT_WITH_KEY, digit)
                 if self.clock() >= next_announce:
                     if self.router.position(call.uuid) is not None:
                         self._announce(call, settings, announce)
@@ -382,21 +392,25 @@ class Acd:
             return "no-agent"
         return ""
 
-    def _leave(self, call: Call, queue: Queue, joined: float, reason: str) -> tuple[QueueOutcome, str | None]:
-        """Out of the queue without an agent: overflow to another queue, or back to the flow."""
+    def _leave(self, call: Call, queue: Queue, joined: float, reason: str,
+               digit: str = "") -> tuple[QueueOutcome, str | None]:
+        """Out of the queue without an agent: overflow to another queue, or back to the flow (an
+        exit key always goes back to the flow, which maps it)."""
         now = self.clock()
         self._cancel(call.uuid, self.router.member_left(call.uuid, now))
         waited = round(now - joined, 3)
         target_kind, _, target = queue.overflow.partition(":")
         call.api(commands.break_media(call.uuid))
-        if target_kind == "queue":
+        if target_kind == "queue" and not digit:
             call.journal(QueueEventKind.OVERFLOW, wait_seconds=waited, target=queue.overflow)
             return QueueOutcome(TIMEOUT, waited=waited), target
         call.marks["left_queue"] = now
         call.journal(QueueEventKind.TIMEOUT, wait_seconds=waited, reason=reason)
         call.outcome = "timeout"
         call.mark_stage("ivr")
-        return QueueOutcome(NO_AGENTS if reason == "no-agent" else TIMEOUT, waited=waited), None
+        if digit:
+            return QueueOutcome(EXIT_KEY, waited=waited, digit=digit, joined=joined), None
+        return QueueOutcome(NO_AGENTS if reason == "no-agent" else TIMEOUT, waited=waited, joined=joined), None
 
     def _abandoned(self, call: Call, joined: float) -> None:
         member = self.router.members.get(call.uuid)

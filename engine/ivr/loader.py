@@ -57,8 +57,8 @@ NODE_KEYS: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
     "set": (frozenset({"values", "next"}), ("values", "next")),
     "branch": (frozenset({"cases", "else"}), ("cases", "else")),
     "schedule": (frozenset({"schedule", "open", "closed", "holiday"}), ("schedule", "open", "closed")),
-    "queue": (frozenset({"queue", "skills", "priority", "max_wait", "announce", "announce_every", "on_answered",
-                         "on_timeout", "on_no_agents"}), ("queue", "on_timeout", "on_no_agents")),
+    "queue": (frozenset({"queue", "skills", "priority", "max_wait", "announce", "announce_every", "exit_keys",
+                         "on_answered", "on_timeout", "on_no_agents"}), ("queue", "on_timeout", "on_no_agents")),
     "transfer": (frozenset({"extension", "context", "number", "gateway", "ring_seconds", "flow", "on_failure"}), ()),
     "record": (frozenset({"prompt", "beep", "mailbox", "max_seconds", "next"}), ("prompt", "mailbox", "next")),
     "survey": (frozenset({"survey", "questions", "invalid_prompt", "tries", "timeout", "next"}),
@@ -188,6 +188,18 @@ class _FileReader:
             self.error(m.mark_of(key), f"{what}.{key} must be keys of the phone ({allowed}), not '{value}'")
             return default
         return value
+
+    def key_edges(self, m: YamlMap, key: str, what: str, called: str, edges: dict[str, str]) -> YamlMap:
+        """A mapping of one phone key -> node (menu options, queue exit keys): each valid key
+        becomes the outcome naming its node in `edges`."""
+        keys = self.mapping(m[key], m.mark_of(key), f"{what}.{key}") or YamlMap()
+        for digit in keys:
+            if len(digit) != 1 or digit not in DTMF:
+                self.error(keys.key_marks[digit], f"{what}: {called} '{digit}' must be one key "
+                                                  f"of the phone (0-9, * or #); quote it like \"1\"")
+                continue
+            edges[digit] = self.node_ref(keys, digit, f"{what}.{key}")
+        return keys
 
     def node_ref(self, m: YamlMap, key: str, what: str) -> str:
         value = m.get(key)
@@ -404,13 +416,7 @@ class _FileReader:
         if kind == "play":
             return Play(**base, prompt=p("prompt"))
         if kind == "menu":
-            options = self.mapping(m["options"], m.mark_of("options"), f"{what}.options") or YamlMap()
-            for digit in options:
-                if len(digit) != 1 or digit not in DTMF:
-                    self.error(options.key_marks[digit], f"{what}: menu option '{digit}' must be one key "
-                                                         f"of the phone (0-9, * or #); quote it like \"1\"")
-                    continue
-                edges[digit] = self.node_ref(options, digit, f"{what}.options")
+            options = self.key_edges(m, "options", what, "menu option", edges)
             if isinstance(m.get("options"), YamlMap) and not options:
                 self.error(m.mark_of("options"), f"{what}.options is empty; a menu needs at least one option")
             return Menu(**base, prompt=fp("prompt"), invalid_prompt=p("invalid_prompt"),
@@ -472,11 +478,13 @@ class _FileReader:
             if not isinstance(skills, YamlList) or not all(isinstance(s, str) and s for s in skills):
                 self.error(m.mark_of("skills"), f"{what}.skills must be a list of skill names")
                 skills = ()
+            exit_keys = self.key_edges(m, "exit_keys", what, "exit key", edges) if "exit_keys" in m else YamlMap()
             return Queue(**base, queue=self.queue(m, "queue", what), skills=tuple(skills),
                          priority=int(self.number(m, "priority", what, 0, low=0, high=10, whole=True)),
                          max_wait=self.number(m, "max_wait", what, 300, low=1, high=86400),
                          announce=p("announce"),
-                         announce_every=self.number(m, "announce_every", what, 30, low=5, high=3600))
+                         announce_every=self.number(m, "announce_every", what, 30, low=5, high=3600),
+                         exit_keys="".join(key for key in exit_keys if key in edges))
         if kind == "transfer":
             return self.transfer(m, base, what)
         if kind == "record":

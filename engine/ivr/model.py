@@ -89,6 +89,7 @@ class Queue(Node):
     max_wait: float
     announce: Prompt  # read out with ${queue_position} and ${queue_wait_minutes} set
     announce_every: float
+    exit_keys: str = ""  # DTMF keys that leave the queue; each is also the outcome naming its node
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 ANSWERED = "answered"  # talked to an agent, who hung up first: the caller is still on the line
 TIMEOUT = "timeout"  # max_wait passed without an agent
 NO_AGENTS = "no_agents"  # nobody is logged in to serve the queue: waiting is pointless
+EXIT_KEY = "exit_key"  # the caller pressed one of the queue's exit keys (QueueOutcome.digit says which)
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,8 @@ class QueueOutcome:
     result: str
     agent: str = ""
     waited: float = 0.0  # seconds in the queue
+    digit: str = ""  # with EXIT_KEY: the key pressed
+    joined: float = 0.0  # epoch seconds the caller joined (its place in line, kept for a callback)
 
 
 @dataclass(frozen=True)
@@ -41,9 +44,10 @@ Announce = Callable[[Position], None]
 
 class QueuePort(Protocol):
     def enqueue(self, call: "Call", queue: str, *, skills: tuple[str, ...], priority: int, max_wait: float,
-                announce: Announce | None = None, announce_every: float = 30.0) -> QueueOutcome:
+                announce: Announce | None = None, announce_every: float = 30.0, exit_keys: str = "") -> QueueOutcome:
         """Wait in `queue` (hold music is the port's) until an agent has talked to the caller, the
-        wait runs out, or nobody can serve the queue. Runs in the call's greenlet; every
+        wait runs out, nobody can serve the queue, or the caller presses one of `exit_keys` (keys
+        pressed before joining do not count). Runs in the call's greenlet; every
         `announce_every` seconds of waiting it calls `announce` there (the IVR stops the music,
         plays the announcement and returns; the port resumes the music). The caller hanging up
         raises CallGone, as every wait on a call does."""

@@ -25,7 +25,7 @@ from engine.ivr.model import (
     Branch, Callback, Collect, Flow, FlowSet, Hangup, Lookup, Menu, Node, Play, Prompt, Queue, Record, Say,
     ScheduleCheck, SetVars, Survey, Transfer, next_node,
 )
-from engine.ivr.ports import Position, QueuePort
+from engine.ivr.ports import EXIT_KEY, Position, QueuePort
 from engine.ivr.schedule import WEEKDAYS, status_at, time_between, wall_clock
 from engine.ivr.store import IvrStore, fill_url, http_lookup
 
@@ -62,6 +62,7 @@ class Session:
     variables: dict[str, str] = field(default_factory=dict)
     steps: int = 0
     failures: int = 0
+    queue_joined: float = 0.0  # when the caller joined the last queue it left: its place, for a callback
 
 
 class FlowEnded(Exception):
@@ -270,10 +271,11 @@ class FlowRunner:
 
         outcome = self.queue_port.enqueue(call, node.queue, skills=node.skills, priority=node.priority,
                                           max_wait=node.max_wait, announce=announce if node.announce else None,
-                                          announce_every=node.announce_every)
+                                          announce_every=node.announce_every, exit_keys=node.exit_keys)
         if outcome.agent:
             call.labels["agent"] = outcome.agent
-        return outcome.result
+        s.queue_joined = outcome.joined or s.queue_joined
+        return outcome.digit if outcome.result == EXIT_KEY else outcome.result
 
     def _transfer(self, s: Session, node: Transfer) -> Any:
         call = s.call
@@ -344,7 +346,8 @@ class FlowRunner:
         call = s.call
         if self._digits(s, node.prompt, timeout_ms=node.timeout_ms) != node.accept:
             return "declined"
-        joined = _number(call.caller.variables.get(VAR_JOINED)) or call.started
+        # A caller who waited in a queue keeps its place there; else its arrival orders the callbacks.
+        joined = s.queue_joined or _number(call.caller.variables.get(VAR_JOINED)) or call.started
         if not call.caller.caller_id_number or not self.store.callback_request(
                 call.uuid, node.queue, call.caller.caller_id_number, flow=s.flow.name, joined=joined, at=self.now()):
             return "declined"
