@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from engine.simulator.switch import Switch
 
 DAY = 86400.0
+# On each node, a gateway per other node: `sofia/gateway/callrouter-<node>/<user>` rings <user>
+# registered there (the name of freeswitch/'s example gateway for a node named node-b).
+INTERNODE_GATEWAY = "callrouter-{node}"
 # A voicemail system ends a recording after this much silence once its greeting has played.
 MACHINE_SILENCE_TIMEOUT = 10.0
 
@@ -354,7 +357,7 @@ class Agent:
 class Population:
     """Everyone in a scenario, attached to the switches of its nodes.
 
-    `start()` registers the agents, installs the outbound gateway and starts placing the inbound
+    `start()` registers the agents, installs the inter-node and outbound gateways and starts placing the inbound
     calls of the plan; `arrival_listeners` are told of each call placed (a what-if runner drives
     the calls from there, with the switch's own events via `Switch.subscribe`), the recorder's
     listeners of each call finished.
@@ -385,6 +388,12 @@ class Population:
             self._subscriptions.append((switch, switch.subscribe(self._on_event)))
         for agent in self.agents:
             self.switches[agent.spec.node].register_user(agent.user_id, agent)
+        for node, switch in self.switches.items():
+            for other, far in self.switches.items():
+                if other != node:
+                    # The inter-node trunk (freeswitch/sip_profiles/external/callrouter_internode.xml):
+                    # the far node's public dialplan bridges the number to its registered user.
+                    switch.add_gateway(INTERNODE_GATEWAY.format(node=other), far.users.get)
         if self.scenario.outbound is not None:
             for node, switch in self.switches.items():
                 switch.add_gateway(self.scenario.outbound.gateway, self._resolver(node))

@@ -1,0 +1,190 @@
+"""What the HA tests run: three simulated FreeSWITCH nodes in this process (over TCP), `callrouter
+run` processes sharing one PostgreSQL this test owns, and their admin API over HTTP."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+from engine.simulator.runner import Simulation
+from engine.simulator.scenario import load_scenario
+from engine.simulator.truth import CallRecord, TruthRecorder
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "ha-test-token"
+PASSWORD = "ClueCon"
+# Only FreeSWITCH's own park_timeout ends a call with this cause: a call nobody controlled.
+STRANDED = "RECOVERY_ON_TIMER_EXPIRE"
+NODES = ("sim1", "sim2", "sim3")
+AGENT_NODE = {**{str(a): "sim1" for a in range(1001, 1004)}, **{str(a): "sim2" for a in range(1004, 1007)}}
+
+SCENARIO = """
+seed: {seed}
+duration: {duration}
+nodes: [{{name: sim1, port: 0}}, {{name: sim2, port: 0}}, {{name: sim3, port: 0}}]
+park_variables:
+  callrouter_entry: "2125550100"
+  park_timeout: "40:{stranded}"
+  hangup_after_bridge: "false"
+  continue_on_fail: "true"
+inbound:
+  arrivals: {{per_hour: 2400}}
+  numbers: ["+1555010XXXX"]
+  dnis: "+12125550100"
+  kinds:
+    presser: {{weight: 1, digits: "1", think: 0.2, patience: {{uniform: {{min: 25, max: 30}}}}, talk: 2}}
+agents:
+  - {{ids: "1001-1003", node: sim1, ring: 0.3, talk: 1.5, hangup_share: 0.5}}
+  - {{ids: "1004-1006", node: sim2, ring: 0.3, talk: 1.5, hangup_share: 0.5}}
+"""
+
+
+def acd_yaml() -> str:
+    """Every agent rung on its own node directly, from the others through the inter-node gateway."""
+    lines = ["queues:", "  sales: {strategy: longest-idle-agent, max_wait: 120, max_wait_no_agent: 30}",
+             "  support: {strategy: longest-idle-agent, max_wait: 120, max_wait_no_agent: 30}", "agents:"]
+    for agent, home in AGENT_NODE.items():
+        contacts = ", ".join(f"{node}: user/{agent}" if node == home else f"{node}: sofia/gateway/callrouter-{home}/{agent}"
+                             for node in NODES)
+        lines.append(f'  "{agent}": {{status: Available, contacts: {{{contacts}}}}}')
+    lines.append("tiers:")
+    lines += [f'  - {{agent: "{agent}", queue: {queue}}}' for agent in AGENT_NODE for queue in ("sales", "support")]
+    return "\n".join(lines) + "\n"
+
+
+def start_simulation(tmp_path: Path, *, duration: float, seed: int) -> Simulation:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(SCENARIO.format(seed=seed, duration=duration, stranded=STRANDED))
+    simulation = Simulation(load_scenario(path), recorder=TruthRecorder(), port=0, password=PASSWORD)
+    simulation.start()
+    return simulation
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class EngineProcess:
+    """One `callrouter run --config` with ha.enabled, its output kept in a file."""
+
+    def __init__(self, tmp_path: Path, name: str, simulation: Simulation, dsn: str) -> None:
+        self.dir = tmp_path / f"engine-{name}"
+        self.dir.mkdir(exist_ok=True)
+        (tmp_path / "acd.yaml").write_text(acd_yaml())
+        self.api_port = free_port()
+        nodes = "\n".join(f"  - {{name: {n}, host: 127.0.0.1, port: {node.port}, password: {PASSWORD}}}"
+                          for n, node in simulation.nodes.items())
+        self.config = self.dir / "config.yaml"
+        self.config.write_text(f"""
+freeswitch:
+{nodes}
+data_dir: data
+dialplans: {ROOT / "dialplans"}
+database: {{dsn: "{dsn}"}}
+api: {{listen: "127.0.0.1:{self.api_port}", token: {TOKEN}}}
+metrics: {{listen: "127.0.0.1:0"}}
+acd: {{file: {tmp_path / "acd.yaml"}, ring_seconds: 5}}
+esl: {{node_lost_after: 3, backoff_max: 1}}
+cdr: {{flush_interval: 0.1}}
+ha: {{enabled: true, poll_interval: 0.5, fence_after: 2}}
+shutdown_grace_seconds: 3
+""")
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        log = open(self.dir / "output.log", "a")
+        self.process = subprocess.Popen([sys.executable, "-m", "engine", "run", "--config", str(self.config)],
+                                        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+        log.close()
+        wait_until(lambda: self.status() is not None, 30, f"engine {self.dir.name}'s API")
+
+    def status(self) -> dict | None:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.api_port}/status",
+                                         headers={"Authorization": f"Bearer {TOKEN}"})
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                return json.load(response)
+        except OSError:
+            return None
+
+    def role(self) -> str | None:
+        status = self.status()
+        return status["ha"]["role"] if status else None
+
+    def output(self) -> str:
+        return (self.dir / "output.log").read_text()
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def terminate(self) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30)
+
+    def ensure_dead(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"still waiting for {what} after {timeout} s")
+
+
+def wait_for_traffic_to_end(simulation: Simulation, placing_ends: float, timeout: float,
+                            nodes: tuple[str, ...] = NODES) -> None:
+    """Past the scenario's duration (time.time() `placing_ends`) and every channel on `nodes` gone."""
+    wait_until(lambda: time.time() > placing_ends and not any(simulation.nodes[n].switch.channels for n in nodes),
+               timeout, "the simulated calls to end")
+
+
+def inbound(simulation: Simulation) -> list[CallRecord]:
+    return [r for r in simulation.recorder.finished if r.direction == "inbound"]
+
+
+class AgentPhones:
+    """The switches' own view of the agents' phones: every call offered to an agent who had one
+    up already. The simulated phone refuses it (USER_BUSY), so a second call offered is the
+    engine's mistake, seen whichever node it came through."""
+
+    def __init__(self, simulation: Simulation) -> None:
+        self._up: dict[str, set[str]] = {}  # agent -> Unique-IDs of the legs ringing or talking to it
+        self.second_calls: list[tuple[str, str]] = []  # (agent, Unique-ID of the call offered)
+        self.answered_through_gateway = 0  # agents' legs from another node (the inter-node gateway)
+        for node in simulation.nodes.values():
+            node.switch.subscribe(self._on_event)
+
+    def _on_event(self, event) -> None:
+        # sofia/internal/1001@host on the agent's node, sofia/gateway/callrouter-sim1/1001 from others
+        agent = (event.get("Channel-Name") or "").rsplit("/", 1)[-1].split("@", 1)[0]
+        if agent not in AGENT_NODE:
+            return
+        uuid = event.get("Unique-ID") or ""
+        legs = self._up.setdefault(agent, set())
+        if event.name == "CHANNEL_CREATE":
+            if legs:
+                self.second_calls.append((agent, uuid))
+            legs.add(uuid)
+        elif event.name == "CHANNEL_ANSWER":
+            self.answered_through_gateway += "/gateway/callrouter-" in (event.get("Channel-Name") or "")
+        elif event.name == "CHANNEL_DESTROY":
+            legs.discard(uuid)
