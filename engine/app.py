@@ -17,15 +17,18 @@ import gevent
 from gevent.event import Event as GEvent
 
 from engine.acd.config import AcdConfig, load_acd
+from engine.acd.features import ENTRY as FEATURE_ENTRY
+from engine.acd.features import AgentFeatures
 from engine.acd.persistence import AgentStatusStore
 from engine.acd.service import Acd
 from engine.api import AdminApi
 from engine.calls import CallRegistry, CallStats
+from engine.calls.registry import by_entry
 from engine.cdr import RecordWriter
 from engine.cdr.journal import CallJournal
 from engine.config import Config, Secret
 from engine.db import Database, migrate
-from engine.dialer.runner import Dialer
+from engine.dialer.runner import DIALER_ENTRY, Dialer
 from engine.errors import DatabaseError
 from engine.esl import Node, NodeConfig
 from engine.ha import LeaderElection
@@ -85,7 +88,10 @@ class Engine:
         route = IvrRoute(self.flows, runner, park_timeout_seconds=config.route.park_timeout_seconds)
         self.dialer = (Dialer(self.database.connect, self.acd, lambda: self.nodes, config.dialer)
                        if self.database else None)
-        self.registry = CallRegistry(self.dialer.route(route) if self.dialer else route, self.stats, self.journal,
+        entries = {FEATURE_ENTRY: AgentFeatures(self.acd)}
+        if self.dialer is not None:
+            entries[DIALER_ENTRY] = self.dialer.handle
+        self.registry = CallRegistry(by_entry(entries, route), self.stats, self.journal,
                                      lost_after=config.esl.node_lost_after)
         self.acd.registry = self.registry
         self.nodes: list[Node] = []

@@ -29,6 +29,13 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Call, bool], None]
 
 
+def by_entry(handlers: dict[str, Handler], default: Handler) -> Handler:
+    """The registry's handler: each call to the handler of its callrouter_entry, others to default."""
+    def handler(call: Call, resumed: bool) -> None:
+        handlers.get(call.caller.variables.get(VAR_ENTRY, ""), default)(call, resumed)
+    return handler
+
+
 class CallRegistry:
     def __init__(self, handler: Handler, stats: CallStats | None = None, journal: CallJournal | None = None,
                  clock: Callable[[], float] = time.time, lost_after: float = EslSettings.node_lost_after) -> None:

@@ -439,15 +439,6 @@ class Dialer:
         return [runner.snapshot() for runner in self.runners.values()]
 
     # ------------------------------------------------------------------ the calls
-    def route(self, fallback: Callable[[Call, bool], None]) -> Callable[[Call, bool], None]:
-        """The registry's handler: the dialer's calls here, every other call to `fallback`."""
-        def handler(call: Call, resumed: bool) -> None:
-            if call.caller.variables.get(VAR_ENTRY) == DIALER_ENTRY:
-                self.handle(call, resumed)
-            else:
-                fallback(call, resumed)
-        return handler
-
     def handle(self, call: Call, resumed: bool) -> None:
         variables = call.caller.variables
         name = variables.get(VAR_CAMPAIGN, "")
