@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 # Kept on the caller's channel: the ORIGINAL time the caller joined its queue, so a call resumed
 # after an outage or adopted by a restarted engine keeps its place in line.
 VAR_QUEUE_JOINED = "callrouter_queue_joined"
+# On a transferred caller's channel and every agent leg rung for it: where the call comes from,
+# shown to the next agent.
+VAR_CONTEXT = "callrouter_context"
 ADOPT_WAIT = 2.0  # a resumed talking call waits this long for reconciliation to hand it its agent leg
 CANCEL_CAUSE = "LOSE_RACE"  # an agent leg no longer needed (another agent answered, the caller left)
 EXIT_WITH_KEY = "EXIT_WITH_KEY"  # mod_callcenter's cc_cancel_reason for a caller leaving on a key
@@ -61,6 +64,14 @@ class AgentAnswered:
     agent: str
     leg: Leg
     rang_at: float
+
+
+@dataclass(frozen=True)
+class TransferTo:
+    """Posted into a talking caller's inbox: release the agent, send the caller to `queue`."""
+
+    queue: str
+    by: str  # who asked (for the logs): the API's caller
 
 
 @dataclass
@@ -192,6 +203,20 @@ class Acd:
             sink.submit(QueueEvent(event_id=str(uuidlib.uuid4()), time=datetime.now(timezone.utc), event=kind.value,
                                    queue=queue, agent=agent_id, **fields))
 
+    def transfer(self, call_uuid: str, to: str, by: str = "api") -> dict[str, Any]:
+        """Blind transfer of a talking call (`to` = queue:NAME); ValueError (the API's 422) if refused."""
+        kind, _, target = to.partition(":")
+        if kind != "queue":
+            raise ValueError(f"cannot transfer to '{to}': only queue:NAME targets are supported")
+        if target not in self.router.queues:
+            raise ValueError(f"no queue '{target}'")
+        member = self.router.members.get(call_uuid)
+        call = self.registry.owner_of(call_uuid)
+        if call is None or member is None or member.state is not MemberState.ANSWERED:
+            raise ValueError(f"call {call_uuid} is not talking to an agent")
+        call.inbox.put(TransferTo(target, by))
+        return {"call": call_uuid, "to": to, "agent": call.labels.get("agent", "")}
+
     # ------------------------------------------------------------------ ringing (dispatcher side)
     def _start_ring(self, call_uuid: str, queue: str, agent_id: str) -> None:
         call = self.registry.owner_of(call_uuid)
@@ -205,6 +230,8 @@ class Acd:
                      "origination_caller_id_name": commands.display_text(
                          f"{queue}: {caller.caller_id_name or caller.caller_id_number}"),
                      VAR_AGENT: agent_id, VAR_QUEUE: queue}
+        if caller.variables.get(VAR_CONTEXT):
+            variables[VAR_CONTEXT] = caller.variables[VAR_CONTEXT]
         leg, result = call.originate_async(endpoint, variables, role="agent", timeout=self.settings.ring_seconds)
         ring = _Ring(call, agent_id, queue, leg, self.clock())
         self._rings[leg.uuid] = ring
@@ -305,21 +332,25 @@ class Acd:
         if variables.get(VAR_STAGE) == "talking":  # resumed or adopted while connected to an agent
             queue = variables.get(VAR_QUEUE) or queue
             call.labels["queue"] = queue
-            return self._resume_talk(call, queue, variables.get(VAR_AGENT, ""))
-        if queue not in self.router.queues:
+            outcome, onward = self._resume_talk(call, queue, variables.get(VAR_AGENT, ""))
+            if onward is None:
+                return outcome
+            queue, resumed = onward, False
+        elif queue not in self.router.queues:
             log.error("call %s: no queue '%s' in the ACD configuration", call.uuid, queue)
             return QueueOutcome(NO_AGENTS)
-        resumed = variables.get(VAR_STAGE) == "queue"
-        if resumed:
-            queue = variables.get(VAR_QUEUE) or queue
+        else:
+            resumed = variables.get(VAR_STAGE) == "queue"
+            if resumed:
+                queue = variables.get(VAR_QUEUE) or queue
         joined = self._joined_at(call, resumed)
-        while True:
+        while True:  # overflows and transfers go on to the next queue
             call.labels["queue"] = queue
-            outcome, overflow = self._wait(call, queue, joined, resumed, skills, priority, max_wait, announce,
-                                           announce_every, exit_keys)
-            if overflow is None:
+            outcome, onward = self._wait(call, queue, joined, resumed, skills, priority, max_wait, announce,
+                                         announce_every, exit_keys)
+            if onward is None:
                 return outcome
-            queue, joined, resumed = overflow, self.clock(), False
+            queue, joined, resumed = onward, self.clock(), False
 
     def _joined_at(self, call: Call, resumed: bool) -> float:
         if resumed:
@@ -336,7 +367,7 @@ class Acd:
     def _wait(self, call: Call, queue: str, joined: float, resumed: bool, skills: tuple[str, ...], priority: int,
               max_wait: float, announce: Announce | None, announce_every: float,
               exit_keys: str) -> tuple[QueueOutcome, str | None]:
-        """One queue's wait: (the outcome, or the queue to overflow to)."""
+        """One queue's wait: (the outcome, or the queue to go on to: an overflow or a transfer)."""
         settings = self.router.queues[queue].queue
         caller = call.caller
         self._cancel(call.uuid, self.router.member_left(call.uuid, self.clock()))  # a resumed call rejoins
@@ -369,7 +400,7 @@ class Acd:
                 deadlines = [next_announce, now + 1.0]  # once a second: the no-agent and max-wait checks
                 item = call.next_item(max(0.0, min(deadlines) - now))
                 if isinstance(item, AgentAnswered):
-                    return self._connect(call, queue, item, joined), None
+                    return self._connect(call, queue, item, joined)
                 digit = next((d for d in call.caller.take_digits() if d in exit_keys), "") if exit_keys else ""
                 member = self.router.members.get(call.uuid)
                 # Once an agent answered, its AgentAnswered is on the way: the key comes too late.
@@ -436,7 +467,8 @@ class Acd:
         self._hold(call, queue)
 
     # ------------------------------------------------------------------ the conversation
-    def _connect(self, call: Call, queue: str, answered: AgentAnswered, joined: float) -> QueueOutcome:
+    def _connect(self, call: Call, queue: str, answered: AgentAnswered,
+                 joined: float) -> tuple[QueueOutcome, str | None]:
         settings = self.router.queues[queue].queue
         call.legs.setdefault(answered.leg.uuid, answered.leg)
         now = self.clock()
@@ -463,7 +495,7 @@ class Acd:
         call.mark_stage("talking", **{VAR_AGENT: answered.agent})
         return self._talk(call, queue, answered.agent, answered.leg, now - joined)
 
-    def _resume_talk(self, call: Call, queue: str, agent_id: str) -> QueueOutcome:
+    def _resume_talk(self, call: Call, queue: str, agent_id: str) -> tuple[QueueOutcome, str | None]:
         """A call resumed after an outage, or adopted by a restarted engine, while it talked."""
         deadline = self.clock() + ADOPT_WAIT
         while (leg := self._agent_leg(call)) is None and self.clock() < deadline:
@@ -482,7 +514,7 @@ class Acd:
             self.router.call_ended(call.uuid, self.clock())
             self.poke()
             call.mark_stage("ivr")
-            return QueueOutcome(ANSWERED, agent=agent_id)
+            return QueueOutcome(ANSWERED, agent=agent_id), None
         return self._talk(call, queue, agent_id, leg, 0.0)
 
     @staticmethod
@@ -494,18 +526,31 @@ class Acd:
     def _exists(call: Call, leg: Leg) -> bool:
         return call.api(f"uuid_exists {leg.uuid}").strip() == "true"
 
-    def _talk(self, call: Call, queue: str, agent_id: str, leg: Leg, waited: float) -> QueueOutcome:
-        """Until the agent hangs up (the caller hanging up raises CallGone); then wrap-up."""
+    def _talk(self, call: Call, queue: str, agent_id: str, leg: Leg,
+              waited: float) -> tuple[QueueOutcome, str | None]:
+        """Until the agent hangs up (the caller hanging up raises CallGone) or transfers the call
+        (then: the queue to go on to); then wrap-up."""
         call.outcome = "answered"
         connected = call.marks.get("connected", self.clock())
 
-        def complete(kind: QueueEventKind) -> None:
-            call.journal(kind, agent=agent_id, talk_seconds=round(self.clock() - connected, 3))
+        def complete(kind: QueueEventKind, **fields: Any) -> None:
+            call.journal(kind, agent=agent_id, talk_seconds=round(self.clock() - connected, 3), **fields)
 
         # Resumed (the node dropped) passes through: the call is still on, the Router keeps it.
         try:
             while not leg.hungup:
-                call.next_item(60.0)
+                item = call.next_item(60.0)
+                if isinstance(item, TransferTo):
+                    # Blind: the agent's leg goes (its wrap-up starts), the caller stays parked
+                    # (park_after_bridge) and joins the target as a new arrival there.
+                    log.info("call %s: %s transfers it from agent %s to queue %s", call.uuid, item.by, agent_id,
+                             item.queue)
+                    complete(QueueEventKind.TRANSFER, target=f"queue:{item.queue}")
+                    call.labels["transfer_target"] = f"queue:{item.queue}"
+                    call.set_vars(**{VAR_CONTEXT: commands.display_text(f"from {queue} agent {agent_id}")})
+                    self._hang_up(call, leg)
+                    self._ended(call, agent_id)
+                    return QueueOutcome(ANSWERED, agent=agent_id, waited=waited), item.queue
         except CallGone:
             complete(QueueEventKind.COMPLETE_CALLER)
             self._ended(call, agent_id)
@@ -513,7 +558,7 @@ class Acd:
         complete(QueueEventKind.COMPLETE_AGENT)
         self._ended(call, agent_id)
         call.mark_stage("ivr")
-        return QueueOutcome(ANSWERED, agent=agent_id, waited=waited)
+        return QueueOutcome(ANSWERED, agent=agent_id, waited=waited), None
 
     def _ended(self, call: Call, agent_id: str) -> None:
         agent = self.router.agents.get(agent_id)

@@ -1,5 +1,5 @@
 """`callrouter queues`: the ACD's queues on a running engine, and why a call went (or has not yet
-gone) to the agent it did, through the admin API."""
+gone) to the agent it did, and blind transfers of talking calls, through the admin API."""
 from __future__ import annotations
 
 import json
@@ -65,3 +65,15 @@ def why(call_uuid: str, config_path: Path | None, data_dir: Path | None, as_json
                       f"{a['capacity'][0]}/{a['capacity'][1]}", "" if a["rank"] is None else str(a["rank"]),
                       "yes" if a["chosen"] else "", "; ".join(a["reasons"]))
     console.print(table)
+
+
+@COMMAND.command("transfer")
+@click.argument("call_uuid")
+@click.argument("target")
+@config_options
+@friendly_errors
+def transfer(call_uuid: str, target: str, config_path: Path | None, data_dir: Path | None) -> None:
+    """Blind-transfer CALL_UUID (the caller's Unique-ID, talking to an agent) to TARGET, queue:NAME:
+    the agent is released into wrap-up and the caller joins that queue."""
+    done = acd_request(config_path, data_dir, "/calls/transfer", {"call": call_uuid, "to": target}, method="POST")
+    click.echo(f"call {done['call']} transferred from agent {done['agent']} to {done['to']}")

@@ -148,3 +148,28 @@ def test_agent_leg_vanishing_while_the_engine_is_cut_off_frees_the_agent(centre_
                what="the Router to learn the agent's call is gone")
     assert router.agents["1001"].status is AgentStatus.AVAILABLE
     assert not router.agents["1001"].calls and not router.agents["1001"].offers
+
+
+def test_agent_transfers_a_talking_call_blind_to_another_queue_and_the_next_agent_takes_it(
+        centre_factory, engine_factory, tmp_path):
+    centre = centre_factory(scenario([(0.2, "sales")], [
+        '  - {ids: ["1001"], ring: 0.1, answer_probability: 1.0, talk: 30, hangup_share: 1.0}',
+        '  - {ids: ["1002"], ring: 0.1, answer_probability: 1.0, talk: 0.5, hangup_share: 1.0}']))
+    engine, log = start(centre, engine_factory, tmp_path, acd_file(
+        {"sales": {}, "billing": {}}, {"1001": {}, "1002": {}}, [("1001", "sales", 1), ("1002", "billing", 1)]))
+    router = engine.acd.router
+    wait_until(lambda: router.agents["1001"].state is AgentState.IN_A_QUEUE_CALL, what="the first agent to talk")
+    call = engine.registry.calls[0]
+    with pytest.raises(ValueError):
+        engine.acd.transfer(call.uuid, "queue:nowhere")
+
+    assert engine.acd.transfer(call.uuid, "queue:billing")["agent"] == "1001"
+
+    wait_until(lambda: log.of("COMPLETE_AGENT"), what="the second agent to finish the call")
+    kinds = [(e.event, e.queue, e.agent) for e in log.events if e.call_uuid == call.uuid and e.event in (
+        "ENTER", "CONNECT", "TRANSFER", "COMPLETE_AGENT", "COMPLETE_CALLER")]
+    assert kinds == [("ENTER", "sales", ""), ("CONNECT", "sales", "1001"), ("TRANSFER", "sales", "1001"),
+                     ("ENTER", "billing", ""), ("CONNECT", "billing", "1002"), ("COMPLETE_AGENT", "billing", "1002")]
+    transfer = log.of("TRANSFER")[0]
+    assert transfer.target == "queue:billing" and transfer.talk_seconds > 0
+    assert router.agents["1001"].state in (AgentState.WRAP_UP, AgentState.WAITING)
