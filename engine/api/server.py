@@ -39,6 +39,8 @@ class AdminApi:
                 ("POST", "/agents/status"): lambda env: _answer(lambda q: acd.change_status(
                     q.get("agent", ""), q.get("status", ""), q.get("reason", "")), env),
                 ("GET", "/queues/why"): lambda env: _answer(lambda q: acd.why(q.get("call", "")), env),
+                ("POST", "/calls/transfer"): lambda env: _answer(lambda q: acd.transfer(
+                    q.get("call", ""), q.get("to", "")), env),
             })
         if dialer is not None:  # engine.dialer.runner.Dialer
             self._routes.update({
