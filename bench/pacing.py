@@ -2,8 +2,9 @@
 and a VICIdial ADAPT-style dial level, each a seeded what-if run on the simulator.
 
 For agents 10/50/200, live answer rates 15-60 % and handle times 60-600 s prints one JSON line per
-figure and case: {"name": "pacing_occupancy" | "pacing_abandon_rate" | "pacing_worst_period_abandon_rate"
-| "pacing_calls_per_agent_hour", "value": predictive's, "baseline": {mode: value}, "params": ...}.
+figure, case and baseline dialer: {"name": "pacing_occupancy" | "pacing_abandon_rate" |
+"pacing_worst_period_abandon_rate" | "pacing_calls_per_agent_hour", "value": predictive's, "unit": ...,
+"baseline": {"name": "progressive" | "ratio" | "adaptive", "value": ...}, "params": ...}.
 Target: the highest occupancy, with the abandon rate never over 3 % in any period. --smoke runs
 one small case briefly (CI).
 """
@@ -20,7 +21,8 @@ from engine.dialer.whatif import simulate  # noqa: E402
 
 BASELINES = ("progressive", "ratio", "adaptive")
 CASES = [(10, 0.15, 60), (10, 0.3, 120), (50, 0.3, 300), (50, 0.6, 120), (200, 0.45, 600)]
-FIGURES = ("occupancy", "abandon_rate", "worst_period_abandon_rate", "calls_per_agent_hour")
+FIGURES = {"occupancy": "ratio", "abandon_rate": "ratio", "worst_period_abandon_rate": "ratio",
+           "calls_per_agent_hour": "calls/agent-hour"}
 
 
 def main() -> None:
@@ -35,10 +37,11 @@ def main() -> None:
                    for mode in ("predictive", *BASELINES)}
         params = {"agents": agents, "answer_rate": answer_rate, "aht": aht, "hours": hours, "seed": args.seed,
                   "smoke": args.smoke}
-        for figure in FIGURES:
-            print(json.dumps({"name": f"pacing_{figure}", "value": getattr(reports["predictive"], figure),
-                              "baseline": {mode: getattr(reports[mode], figure) for mode in BASELINES},
-                              "params": params}), flush=True)
+        for figure, unit in FIGURES.items():
+            for mode in BASELINES:
+                print(json.dumps({"name": f"pacing_{figure}", "value": getattr(reports["predictive"], figure),
+                                  "unit": unit, "baseline": {"name": mode, "value": getattr(reports[mode], figure)},
+                                  "params": params}), flush=True)
 
 
 if __name__ == "__main__":
