@@ -13,8 +13,7 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from engine.cli.common import build_config, config_options, friendly_errors
-from engine.db import Database, migrate
+from engine.cli.common import config_options, database_connection, friendly_errors
 from engine.dialer import store
 from engine.dialer.compliance import InvalidNumber, abandon_periods, normalise
 from engine.dialer.importer import RowError, read_contacts
@@ -22,25 +21,6 @@ from engine.dialer.model import AbandonRule, CallingWindow, Campaign, Mode
 from engine.errors import CallRouterError
 
 _BATCH = 500
-
-
-class _Db:
-    """The command's connection, the schema migrated first; committed when the command succeeds."""
-
-    def __init__(self, config_path: Path | None, data_dir: Path | None) -> None:
-        config = build_config(config_path, data_dir)
-        self.database = Database(config.database_dsn, config.data_dir)
-
-    def __enter__(self):
-        with self.database.connect(autocommit=True) as conn:
-            migrate(conn)
-        self.conn = self.database.connect()
-        return self.conn
-
-    def __exit__(self, exc_type: Any, *exc: Any) -> None:
-        if exc_type is None:
-            self.conn.commit()
-        self.conn.close()
 
 
 @click.group("campaign")
@@ -89,7 +69,7 @@ def create(name: str, mode: str, window: str, abandon_rule: str, config_path: Pa
     start, _, end = window.partition("-")
     campaign = Campaign(name, mode=Mode(mode), window=CallingWindow(_time(start), _time(end)),
                         abandon_rule=AbandonRule(abandon_rule), **settings)
-    with _Db(config_path, data_dir) as conn:
+    with database_connection(config_path, data_dir) as conn:
         store.create_campaign(conn, campaign)
     click.echo(f"campaign {name} created ({mode}, draft)")
 
@@ -100,7 +80,7 @@ def create(name: str, mode: str, window: str, abandon_rule: str, config_path: Pa
 @friendly_errors
 def list_(as_json: bool, config_path: Path | None, data_dir: Path | None) -> None:
     """The campaigns and their state."""
-    with _Db(config_path, data_dir) as conn:
+    with database_connection(config_path, data_dir) as conn:
         for campaign, started in store.list_campaigns(conn):
             if as_json:
                 click.echo(json.dumps({"name": campaign.name, "mode": campaign.mode.value,
@@ -115,7 +95,7 @@ def _state_command(action: str) -> click.Command:
     @config_options
     @friendly_errors
     def command(name: str, config_path: Path | None, data_dir: Path | None) -> None:
-        with _Db(config_path, data_dir) as conn:
+        with database_connection(config_path, data_dir) as conn:
             state = store.change_state(conn, name, action)
         click.echo(f"campaign {name} is {state.value}")
 
@@ -137,7 +117,7 @@ def import_(name: str, file: Any, config_path: Path | None, data_dir: Path | Non
     become custom fields). Each bad row is reported with its line; the others are imported."""
     errors: list[RowError] = []
     added = read = 0
-    with _Db(config_path, data_dir) as conn:
+    with database_connection(config_path, data_dir) as conn:
         campaign = store.load_campaign(conn, name)
         try:
             rows = read_contacts(file, campaign.region)
@@ -186,7 +166,7 @@ def dnc(file: Any, list_name: str, region: str, config_path: Path | None, data_d
         except InvalidNumber as exc:
             bad += 1
             click.echo(f"{file.name}: line {line_no}: {exc}", err=True)
-    with _Db(config_path, data_dir) as conn:
+    with database_connection(config_path, data_dir) as conn:
         added = store.add_dnc(conn, phones, target, f"file:{Path(file.name).name}")
     click.echo(f"{added} numbers added to {target}, {bad} refused")
 
@@ -198,7 +178,7 @@ def dnc(file: Any, list_name: str, region: str, config_path: Path | None, data_d
 @friendly_errors
 def status(name: str, as_json: bool, config_path: Path | None, data_dir: Path | None) -> None:
     """Dial rate, answer rate, abandon rate against the cap, contacts left."""
-    with _Db(config_path, data_dir) as conn:
+    with database_connection(config_path, data_dir) as conn:
         figures = store.status(conn, name)
     if as_json:
         click.echo(json.dumps(figures))
@@ -216,7 +196,7 @@ def status(name: str, as_json: bool, config_path: Path | None, data_dir: Path | 
 @friendly_errors
 def compliance(name: str, fmt: str, periods: bool, config_path: Path | None, data_dir: Path | None) -> None:
     """Every attempt with its times, outcome, abandon flag and message played."""
-    with _Db(config_path, data_dir) as conn:
+    with database_connection(config_path, data_dir) as conn:
         campaign = store.load_campaign(conn, name)
         rows = store.attempts(conn, name)
         started = conn.execute("SELECT started_at FROM campaign WHERE name = %s", (name,)).fetchone()[0]

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import functools
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import click
 
 from engine.config import Config, load_config, parse_listen, parse_node_spec
+from engine.db import Database, migrate
 from engine.errors import CallRouterError
 
 
@@ -41,3 +43,19 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
     return wrapper
+
+
+@contextmanager
+def database_connection(config_path: Path | None, data_dir: Path | None) -> Iterator[Any]:
+    """The database `run` would use, its schema migrated first (so a database no engine has used
+    yet reports empty instead of failing); committed when the command succeeds."""
+    config = build_config(config_path, data_dir)
+    database = Database(config.database_dsn, config.data_dir)
+    with database.connect(autocommit=True) as conn:
+        migrate(conn)
+    conn = database.connect()
+    try:
+        yield conn
+        conn.commit()
+    finally:
+        conn.close()

@@ -17,8 +17,7 @@ import psycopg
 from engine.cdr.reports import (INTERVALS, Period, ReportSettings, ServiceLevelDefinition, agent_kpis, cdr_rows,
                                 lost_calls, queue_kpis)
 from engine.cdr.retention import prune
-from engine.cli.common import build_config, config_options, friendly_errors
-from engine.db import Database, migrate
+from engine.cli.common import build_config, config_options, database_connection, friendly_errors
 from engine.errors import CallRouterError
 
 
@@ -108,23 +107,6 @@ def _output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, fmt: str | None, **kwargs: Any) -> Any:
         return fn(*args, fmt=fmt or "table", **kwargs)
     return wrapper
-
-
-class _Connection:
-    """The report's database connection, migrated first so an engine that never ran reports empty."""
-
-    def __init__(self, config_path: Path | None, data_dir: Path | None) -> None:
-        config = build_config(config_path, data_dir)
-        self.database = Database(config.database_dsn, config.data_dir)
-
-    def __enter__(self):
-        with self.database.connect(autocommit=True) as conn:
-            migrate(conn)
-        self.conn = self.database.connect()
-        return self.conn
-
-    def __exit__(self, *exc: Any) -> None:
-        self.conn.close()
 
 
 def _plain(value: Any) -> Any:
@@ -219,7 +201,7 @@ def _kpi_command(name: str, by: str, help_text: str) -> None:
     def command(config_path: Path | None, data_dir: Path | None, period_bounds, settings, interval: str,
                 fmt: str) -> None:
         period = _period(period_bounds, interval)
-        with _Connection(config_path, data_dir) as conn:
+        with database_connection(config_path, data_dir) as conn:
             rows = queue_kpis(conn, period, settings, by=by)
         caption = (f"SL = {settings.describe_service_level()}; short abandons: under "
                    f"{settings.short_abandon_seconds} s, left out of the abandon rate; FCR: no repeat call "
@@ -246,7 +228,7 @@ def agents_command(config_path: Path | None, data_dir: Path | None, period_bound
     """Per agent: calls answered and handled, ring-no-answers, talk/hold/wrap-up, AHT, logged-in and
     paused time, occupancy (handle / (logged in - paused)) and utilisation (handle / logged in)."""
     period = _period(period_bounds, interval)
-    with _Connection(config_path, data_dir) as conn:
+    with database_connection(config_path, data_dir) as conn:
         rows = agent_kpis(conn, period, settings)
     interval_column, stamp_format = _interval_column(period)
     _emit(rows, fmt, _title("Agents", period),
@@ -267,7 +249,7 @@ def lost_command(config_path: Path | None, data_dir: Path | None, period_bounds,
     """Calls that left a queue without reaching an agent (abandoned or timed out): who called,
     when, from which position, and how long they waited."""
     period = _period(period_bounds)
-    with _Connection(config_path, data_dir) as conn:
+    with database_connection(config_path, data_dir) as conn:
         rows = lost_calls(conn, period, settings)
     _emit(rows, fmt, _title("Lost calls", period),
           [("entered", "entered"), ("queue", "queue"), ("caller_id_number", "caller"),
@@ -284,7 +266,7 @@ def lost_command(config_path: Path | None, data_dir: Path | None, period_bounds,
 def cdrs_command(config_path: Path | None, data_dir: Path | None, period_bounds, fmt: str) -> None:
     """The CDRs of the legs that started in the period (every column with --json or --csv)."""
     period = _period(period_bounds)
-    with _Connection(config_path, data_dir) as conn:
+    with database_connection(config_path, data_dir) as conn:
         _emit(cdr_rows(conn, period), fmt, _title("CDRs", period),
               [("start_stamp", "start"), ("uuid", "uuid"), ("direction", "dir"), ("caller_id_number", "caller"),
                ("destination_number", "destination"), ("duration", "duration"), ("billsec", "billsec"),
@@ -299,7 +281,7 @@ def cdrs_command(config_path: Path | None, data_dir: Path | None, period_bounds,
 @friendly_errors
 def prune_command(config_path: Path | None, data_dir: Path | None, keep_days: int) -> None:
     """Delete old CDRs and queue events (the engine also does this daily when retention is set)."""
-    with _Connection(config_path, data_dir) as conn:
+    with database_connection(config_path, data_dir) as conn:
         try:
             with conn.transaction():
                 deleted = prune(conn, keep_days)

@@ -40,7 +40,7 @@ from engine.dialer.model import (
     Mode,
 )
 from engine.dialer.selection import after_attempt, next_contacts
-from engine.errors import CallGone, CallRouterError, EslError
+from engine.errors import CallRouterError, EslError
 from engine.esl import commands
 from engine.ivr.ports import ANSWERED
 from engine.metrics import CampaignSnapshot

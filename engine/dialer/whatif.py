@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
-import math
 import random
 import re
 import uuid as uuidlib

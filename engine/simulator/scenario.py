@@ -20,7 +20,6 @@ Keys (times in seconds; a distribution is a number or one of `fixed: N`, `unifor
 """
 from __future__ import annotations
 
-import difflib
 import math
 import random
 import re
@@ -28,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
-from engine.errors import ConfigError
 from engine.yamlfile import Value, load_node as compose_file
 
 BUNDLED_DIR = Path(__file__).with_name("scenarios")

@@ -116,7 +116,7 @@ def test_callers_queue_first_come_first_served_for_one_agent(centre_factory, eng
 def test_engine_rearms_the_dialplans_short_park_timer(centre_factory, engine_factory, tmp_path):
     # The dialplan's safety net is 1 s; the call takes several: the engine's own bound must apply.
     centre = centre_factory(scenario([(0.2, "sales")], talk=1.5).replace('park_timeout: "30"', 'park_timeout: "1"'))
-    engine = engine_factory(centre.config(tmp_path, greeting="silence_stream://2500"))
+    engine_factory(centre.config(tmp_path, greeting="silence_stream://2500"))
     wait_until(lambda: centre.truth.count == 1, what="the call to finish")
     record = centre.truth.finished[0]
     assert record.hangup_cause == "NORMAL_CLEARING" and record.agent == "1001", record

@@ -10,7 +10,6 @@ import re
 
 import pytest
 
-from engine.simulator import wire
 from tests.esl import fsparse
 from tests.waiting import wait_until
 

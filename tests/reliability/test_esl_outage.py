@@ -11,7 +11,6 @@ from dataclasses import replace
 import pytest
 
 from engine.config import FreeswitchNode, Secret
-from tests.engine.conftest import Centre
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)

@@ -11,7 +11,6 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import gevent
-import pytest
 
 from tests.esl.reference import REFERENCE
 from tests.simulator.conftest import EslClient, Frame, ScriptedEndpoint
