@@ -70,7 +70,10 @@ class Engine:
         self.database = Database(config.database_dsn, config.data_dir) if with_database else None
         self.writer: RecordWriter | None = None  # started once the database is known (start())
         self.journal = CallJournal(None)
-        self.flows = FlowsHolder(config.dialplans, Checks())
+        acd_config = load_acd(config.acd.file) if config.acd.file else AcdConfig((), (), ())
+        # Flows may only send callers to queues the ACD has (checked at start and at every reload).
+        self.flows = FlowsHolder(config.dialplans, Checks(
+            queues=frozenset(q.name for q in acd_config.queues) if config.acd.file else None))
         self.metrics = EngineMetrics(lambda: self.nodes, lambda: self.registry.calls,
                                      node_names=tuple(fs.name for fs in config.freeswitch),
                                      queues=self.flows.current.queues(), report=config.reports)
@@ -79,7 +82,7 @@ class Engine:
         # The registry is the ACD's way to the calls, and the route (built on the ACD) the registry's:
         # the ACD gets it once both exist.
         self.agent_statuses = AgentStatusStore(self.database.connect) if self.database else None
-        self.acd = Acd(load_acd(config.acd.file) if config.acd.file else AcdConfig((), (), ()), None, config.acd,
+        self.acd = Acd(acd_config, None, config.acd,
                        config.acd.recordings_dir or config.data_dir / "recordings" / "queues",
                        status_listener=self._agent_status_changed)
         runner = FlowRunner(self.acd, self.ivr_store,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from engine.acd.config import load_acd
 from engine.config import load_config
 from engine.errors import ConfigError
 from engine.ivr.loader import Checks, FlowErrors, build_flowset, flow_files
@@ -14,7 +15,8 @@ from engine.ivr.loader import Checks, FlowErrors, build_flowset, flow_files
 @click.command("check")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Also validate this engine configuration file.")
+              help="Also validate this engine configuration file and the ACD file it names; flows naming a "
+                   "queue that ACD file does not have then fail, as they would at the engine's start.")
 @click.option("--queue", "queues", multiple=True, metavar="NAME",
               help="A queue that exists (repeat the option); when given, flows naming other queues fail.")
 @click.option("--sounds", "sounds_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
@@ -33,7 +35,10 @@ def COMMAND(paths: tuple[Path, ...], config_path: Path | None, queues: tuple[str
     if config_path is not None:
         checked += 1
         try:
-            load_config(config_path)
+            config = load_config(config_path)
+            if config.acd.file is not None:
+                checked += 1
+                queues = queues or tuple(q.name for q in load_acd(config.acd.file).queues)
         except ConfigError as exc:
             errors.append(str(exc))
     files = [f for path in paths for f in (flow_files(path) if path.is_dir() else [path])]

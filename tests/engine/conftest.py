@@ -17,6 +17,9 @@ from engine.simulator.scenario import load_scenario
 from engine.simulator.server import EslServer
 
 
+SPINE_QUEUES = ("sales", "support", "general")  # the queues SPINE_FLOW sends callers to
+
+
 class Centre(Simulation):
     """One simulated node from a scenario text, on a free port, with the ground truth kept."""
 
@@ -38,8 +41,11 @@ class Centre(Simulation):
         dialplans = tmp_path / "spine-dialplans"
         dialplans.mkdir(exist_ok=True)
         (dialplans / "spine.yaml").write_text(SPINE_FLOW.format(greeting=greeting, max_wait=max_wait))
+        acd_doc = acd or self.acd()
+        for queue in SPINE_QUEUES:  # the flow's queues must exist (an engine refuses flows naming others)
+            acd_doc["queues"].setdefault(queue, {})
         acd_file = tmp_path / "acd.yaml"
-        acd_file.write_text(yaml.safe_dump(acd or self.acd()))
+        acd_file.write_text(yaml.safe_dump(acd_doc))
         return Config(
             freeswitch=(FreeswitchNode("sim1", "127.0.0.1", self.server.port, Secret("ClueCon")),),
             data_dir=tmp_path / "data",
@@ -50,7 +56,7 @@ class Centre(Simulation):
             acd=replace(AcdSettings(file=acd_file, ring_seconds=3), **settings),
         )
 
-    def acd(self, queues: tuple[str, ...] = ("sales", "support", "general"), skills: dict | None = None,
+    def acd(self, queues: tuple[str, ...] = SPINE_QUEUES, skills: dict | None = None,
             **queue: object) -> dict:
         """Every agent of the scenario Available in each queue, with these skills (settings in
         `queue` for each queue)."""

@@ -62,6 +62,18 @@ def test_check_reports_file_line_col_and_exits_1(tmp_path):
     assert callrouter("check", str(ROOT / "dialplans")).returncode == 0, "the shipped flows are valid"
 
 
+def test_check_with_a_config_refuses_flows_naming_a_queue_the_acd_lacks(tmp_path):
+    acd = tmp_path / "acd.yaml"
+    acd.write_text((ROOT / "acd.yaml").read_text().replace("\n  billing:\n", "\n  invoices:\n")
+                   .replace("queue: billing", "queue: invoices"))
+    config = tmp_path / "config.yaml"
+    config.write_text(f"acd: {{file: {acd}}}\n")
+    result = callrouter("check", "--config", str(config), str(ROOT / "dialplans"))
+    assert result.returncode == 1
+    assert "billing" in result.stderr and f"{ROOT / 'dialplans' / 'main.yaml'}:" in result.stderr
+    assert callrouter("check", "--config", str(config), str(ROOT / "dialplans" / "csat.yaml")).returncode == 0
+
+
 def test_run_without_a_node_says_what_to_do(tmp_path):
     result = callrouter("run", "--data-dir", str(tmp_path))
     assert result.returncode == 1
