@@ -14,6 +14,8 @@ Who does what (greenlets only here, at the edge):
 Every way a call can end tells the Router (member_left / call_ended), including a node that
 dropped while the agent's leg vanished: a resumed or adopted call checks its agent leg still
 exists before it waits on it, so no agent stays Receiving or In a queue call for a call that is gone.
+A ring whose answer was lost with the connection stays in doubt (its agent still reserved) until
+the resumed caller asks the switch what became of the leg (`_settle`).
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ from engine.calls.leg import Leg
 from engine.cdr.queue_log import QueueEvent, QueueEventKind
 from engine.config import AcdSettings
 from engine.channelvars import VAR_AGENT, VAR_QUEUE, VAR_STAGE
-from engine.errors import CallGone, CommandFailed, EslError
+from engine.errors import CallGone, CommandFailed, EslError, NotConnected
 from engine.esl import commands
 from engine.ivr.ports import (
     ANSWERED, EXIT_KEY, NO_AGENTS, TIMEOUT, Announce, Position, QueueOutcome, QueueStatus,
@@ -104,6 +106,7 @@ class Acd:
         self.rng = rng or random.Random()
         self.status_listener = status_listener
         self._rings: dict[str, _Ring] = {}  # agent leg Unique-ID -> the ring under way
+        self._answered: dict[str, AgentAnswered] = {}  # caller's Unique-ID -> its agent leg, not yet bridged
         self._changed = Event()
         self._driver: gevent.Greenlet | None = None
         self.restore(statuses or {})
@@ -242,9 +245,13 @@ class Acd:
         body = ""
         try:
             body = (result.get(timeout=self.settings.ring_seconds + 10) or "").strip()
-        except EslError as exc:  # the node dropped: the job's answer is lost, the leg's fate unknown
-            body = f"-ERR {exc.__class__.__name__}"
-            gevent.spawn(self._kill_when_up, ring.call.node, ring.leg.uuid)
+        except EslError as exc:
+            # The node dropped: the job's answer is lost, the leg may be up and answered. The
+            # caller, on the same node, rides the outage out and settles the ring when it resumes
+            # (or, written off, cancels it); until then its agent stays reserved for it.
+            log.info("call %s: answer of agent %s's leg %s lost (%s); settled when the caller resumes",
+                     ring.call.uuid, ring.agent, ring.leg.uuid, exc)
+            return
         except gevent.Timeout:
             body = "-ERR NO_ANSWER"
             gevent.spawn(self._kill_when_up, ring.call.node, ring.leg.uuid)
@@ -262,7 +269,9 @@ class Acd:
                 self._hang_up(ring.call, ring.leg)
                 return
             self._cancel(ring.call.uuid, others)
-            ring.call.inbox.put(AgentAnswered(ring.agent, ring.leg, ring.started))
+            # Kept until bridged: an outage may swallow the inbox item, the resumed caller finds it here.
+            answered = self._answered[ring.call.uuid] = AgentAnswered(ring.agent, ring.leg, ring.started)
+            ring.call.inbox.put(answered)
             return
         cause = body.removeprefix("-ERR").strip() or "NO_ANSWER"
         ring.leg.hungup = True
@@ -288,11 +297,13 @@ class Acd:
                 self._hang_up(ring.call, ring.leg)
         self.poke()
 
-    @staticmethod
-    def _hang_up(call: Call, leg: Leg) -> None:
+    @classmethod
+    def _hang_up(cls, call: Call, leg: Leg) -> None:
         if not leg.hungup:
             try:
                 call.node.api(commands.kill(leg.uuid, CANCEL_CAUSE))
+            except NotConnected:  # the leg may outlive the outage: hang it up once the node is back
+                gevent.spawn(cls._kill_when_up, call.node, leg.uuid)
             except EslError as exc:
                 log.debug("hangup of agent leg %s not sent: %s", leg.uuid, exc)
 
@@ -370,6 +381,8 @@ class Acd:
         """One queue's wait: (the outcome, or the queue to go on to: an overflow or a transfer)."""
         settings = self.router.queues[queue].queue
         caller = call.caller
+        if resumed and (answered := self._settle(call)) is not None:
+            return self._connect(call, queue, answered, joined)
         self._cancel(call.uuid, self.router.member_left(call.uuid, self.clock()))  # a resumed call rejoins
         if not resumed:
             call.mark_stage("queue", **{VAR_QUEUE: queue, VAR_QUEUE_JOINED: f"{joined:.3f}"})
@@ -399,7 +412,8 @@ class Acd:
                         return self._leave(call, settings, joined, reason)
                 deadlines = [next_announce, now + 1.0]  # once a second: the no-agent and max-wait checks
                 item = call.next_item(max(0.0, min(deadlines) - now))
-                if isinstance(item, AgentAnswered):
+                # An AgentAnswered settled otherwise by a resume (leg gone, or connected already) is stale.
+                if isinstance(item, AgentAnswered) and self._answered.get(call.uuid) is item:
                     return self._connect(call, queue, item, joined)
                 digit = next((d for d in call.caller.take_digits() if d in exit_keys), "") if exit_keys else ""
                 member = self.router.members.get(call.uuid)
@@ -444,6 +458,7 @@ class Acd:
         return QueueOutcome(NO_AGENTS if reason == "no-agent" else TIMEOUT, waited=waited, joined=joined), None
 
     def _abandoned(self, call: Call, joined: float) -> None:
+        self._answered.pop(call.uuid, None)  # its leg is hung up with the call
         member = self.router.members.get(call.uuid)
         if member is None or member.state is MemberState.ANSWERED:
             return
@@ -484,6 +499,7 @@ class Acd:
             call.bridge(answered.leg)
         except (CommandFailed, CallGone) as exc:
             # The agent's leg went away before the bridge: the call is over for that agent.
+            self._answered.pop(call.uuid, None)
             self.router.call_ended(call.uuid, self.clock())
             self.poke()
             if isinstance(exc, CallGone) or call.caller.hungup:
@@ -493,7 +509,46 @@ class Acd:
         call.journal(QueueEventKind.CONNECT, agent=answered.agent, wait_seconds=round(now - joined, 3),
                      ring_seconds=round(call.marks["ringing"], 3))
         call.mark_stage("talking", **{VAR_AGENT: answered.agent})
+        self._answered.pop(call.uuid, None)  # from now on a resumed call finds its agent as talking
         return self._talk(call, queue, answered.agent, answered.leg, now - joined)
+
+    def _settle(self, call: Call) -> AgentAnswered | None:
+        """A queued caller resumed after an outage: the answers to its rings may have been lost
+        with the connection (the BACKGROUND_JOB never came) or in its inbox. Ask the switch about
+        each agent leg: the first one up and answered is the caller's agent (returned, the Router
+        told); the others are hung up (one still ringing is offered again) or gone. No agent is
+        blamed for a no-answer: rejoining the queue releases their offers."""
+        rings = {uuid: ring for uuid, ring in self._rings.items() if ring.call is call}
+        candidates = [AgentAnswered(ring.agent, ring.leg, ring.started) for ring in rings.values()]
+        if (pending := self._answered.get(call.uuid)) is not None:
+            candidates.insert(0, pending)
+        chosen = next((c for c in candidates if self._up_and_answered(call, c.leg)), None)
+        for uuid in rings:  # only once the switch answered: a second outage leaves them in doubt
+            self._rings.pop(uuid, None)
+        for candidate in candidates:
+            if candidate is not chosen:
+                self._hang_up(call, candidate.leg)
+        self._answered.pop(call.uuid, None)
+        if chosen is None:
+            return None
+        log.info("call %s: agent %s answered during the outage; connecting", call.uuid, chosen.agent)
+        member = self.router.members.get(call.uuid)
+        if member is None or member.state is not MemberState.ANSWERED or member.agent != chosen.agent:
+            try:
+                self._cancel(call.uuid, self.router.offer_answered(call.uuid, chosen.agent, self.clock()))
+            except RoutingError:  # not in the Router any more: nothing to connect
+                self._hang_up(call, chosen.leg)
+                return None
+        chosen.leg.answered = True
+        self._answered[call.uuid] = chosen
+        return chosen
+
+    def _up_and_answered(self, call: Call, leg: Leg) -> bool:
+        if leg.hungup or not self._exists(call, leg):
+            leg.hungup = True  # gone while the node was away: its hangup events never came
+            return False
+        # FreeSWITCH sets endpoint_disposition to ANSWER when it marks the channel answered.
+        return leg.answered or call.api(commands.getvar(leg.uuid, "endpoint_disposition")).strip() == "ANSWER"
 
     def _resume_talk(self, call: Call, queue: str, agent_id: str) -> tuple[QueueOutcome, str | None]:
         """A call resumed after an outage, or adopted by a restarted engine, while it talked."""

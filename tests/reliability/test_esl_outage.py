@@ -43,11 +43,6 @@ def stages(engine) -> Counter:
     return Counter(c.caller.variables.get("callrouter_stage", "new") for c in engine.registry.calls)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "intermittent, a race found here: when the cut lands while an agent is being originated, the "
-    "BACKGROUND_JOB is lost, Node fails the job with NotConnected, and the ACD (engine/acd/service.py, "
-    "Call.originate_async) treats the leg as failed although it is up on the switch: the agent leg is "
-    "orphaned and its caller waits until max_wait"))
 @pytest.mark.parametrize("cuts", [1, 3])
 def test_esl_cut_during_live_calls_drops_and_duplicates_nothing(centre_factory, engine_factory, tmp_path, cuts):
     centre = centre_factory(SCENARIO)
