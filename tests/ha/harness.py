@@ -49,7 +49,9 @@ agents:
 def acd_yaml() -> str:
     """Every agent rung on its own node directly, from the others through the inter-node gateway."""
     lines = ["queues:", "  sales: {strategy: longest-idle-agent, max_wait: 120, max_wait_no_agent: 30}",
-             "  support: {strategy: longest-idle-agent, max_wait: 120, max_wait_no_agent: 30}", "agents:"]
+             "  support: {strategy: longest-idle-agent, max_wait: 120, max_wait_no_agent: 30}",
+             "  billing: {max_wait_no_agent: 30}",  # named by the shipped flows; nobody staffs it here
+             "agents:"]
     for agent, home in AGENT_NODE.items():
         contacts = ", ".join(f"{node}: user/{agent}" if node == home else f"{node}: sofia/gateway/callrouter-{home}/{agent}"
                              for node in NODES)
