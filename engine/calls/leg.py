@@ -9,8 +9,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.channelvars import (ENGINE_VARS, VAR_AGENT, VAR_ENTRY, VAR_FLOW, VAR_JOINED,  # noqa: F401
-                                VAR_LEG, VAR_NODE, VAR_PARENT, VAR_QUEUE, VAR_STAGE)
+from engine.channelvars import ENGINE_VARS
 
 _DTMF_KEEP = 64  # digits typed ahead are kept for the next prompt, within reason
 
