@@ -296,17 +296,11 @@ class Call:
     def originate(self, endpoint: str, variables: dict[str, str], *, role: str, timeout: float) -> Leg:
         """Call out on this node with our own Unique-ID and wait for the answer (not early media).
 
-        The leg is registered before the command is sent, so none of its events is missed.
+        The leg is registered before the command is sent, so none of its events is missed; a node
+        away makes the job fail with NotConnected (OriginateFailed here).
         """
-        leg_uuid = str(uuidlib.uuid4())
-        leg = Leg(uuid=leg_uuid, node=self.caller.node, role=role)
-        self.legs[leg_uuid] = leg
-        self.registry.register_leg(leg_uuid, self)
-        all_vars = {"origination_uuid": leg_uuid, "ignore_early_media": "true",
-                    "originate_timeout": str(int(timeout)), VAR_LEG: role, VAR_PARENT: self.uuid, **variables}
-        command = commands.originate(endpoint, all_vars, app="park")
+        leg, result = self.originate_async(endpoint, variables, role=role, timeout=timeout)
         job = str(uuidlib.uuid4())
-        result = self._send(lambda: self.node.bgapi_async(command))
         result.rawlink(lambda r: self.inbox.put(JobDone(job, r.value if r.successful() else None, r.exception)))
         try:
             done = self.wait_for(lambda item: isinstance(item, JobDone) and item.job == job, timeout + 10,
