@@ -6,16 +6,16 @@ import json
 import logging
 from importlib import resources
 from typing import Any, Callable, Iterable
-from urllib.parse import parse_qs
 
 from gevent.pywsgi import WSGIServer
 
+from engine.api.acd_routes import acd_routes
+from engine.api.campaign_routes import campaign_routes
+from engine.api.request import Route
 from engine.config import Secret
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("engine.api.audit")
-
-Route = Callable[[dict[str, Any]], tuple[int, Any]]
 
 
 class AdminApi:
@@ -32,23 +32,10 @@ class AdminApi:
         }
         if reload is not None:
             self._routes[("POST", "/reload")] = lambda env: _reloaded(reload())
-        if acd is not None:  # engine.acd.service.Acd
-            self._routes.update({
-                ("GET", "/agents"): lambda env: (200, acd.agents_view()),
-                ("GET", "/queues"): lambda env: (200, acd.queues_view()),
-                ("POST", "/agents/status"): lambda env: _answer(lambda q: acd.change_status(
-                    q.get("agent", ""), q.get("status", ""), q.get("reason", "")), env),
-                ("GET", "/queues/why"): lambda env: _answer(lambda q: acd.why(q.get("call", "")), env),
-                ("POST", "/calls/transfer"): lambda env: _answer(lambda q: acd.transfer(
-                    q.get("call", ""), q.get("to", "")), env),
-            })
-        if dialer is not None:  # engine.dialer.runner.Dialer
-            self._routes.update({
-                ("GET", "/campaigns"): lambda env: (200, dialer.list()),
-                ("GET", "/campaigns/status"): lambda env: _answer(lambda q: dialer.status(q.get("campaign", "")), env),
-                ("POST", "/campaigns/control"): lambda env: _answer(lambda q: dialer.control(
-                    q.get("campaign", ""), q.get("action", "")), env),
-            })
+        if acd is not None:
+            self._routes.update(acd_routes(acd))
+        if dialer is not None:
+            self._routes.update(campaign_routes(dialer))
         self._server: WSGIServer | None = None
 
     @property
@@ -103,12 +90,3 @@ class AdminApi:
 def _reloaded(result: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """200 when the new flows are in force; 422 with every error when they were refused."""
     return (200 if result["reloaded"] else 422), result
-
-
-def _answer(action: Callable[[dict[str, str]], dict[str, Any]], env: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    """An ACD or campaign request with its parameters in the query string; 422 with the reason if refused."""
-    query = {k: v[-1] for k, v in parse_qs(env.get("QUERY_STRING", "")).items()}
-    try:
-        return 200, action(query)
-    except ValueError as exc:
-        return 422, {"error": str(exc)}
