@@ -1,6 +1,11 @@
 """One CDR per leg: FreeSWITCH's CHANNEL_HANGUP_COMPLETE plus the engine's own facts about the
 call, mapped by a pure function into a `CdrRecord` (table `cdr`, one row per Unique-ID).
 
+Every leg's row names its call: `call_uuid` is the Unique-ID of the call's first leg (the caller's),
+on whichever node the leg ran. A leg the engine originated carries it as callrouter_parent; a leg
+on another node, reached through the inter-node gateway, as the SIP header X-Callrouter-Parent
+(sofia makes it `sip_h_X-Callrouter-Parent` on that node's legs).
+
 Columns follow mod_cdr_pg_csv's; FreeSWITCH's *_uepoch variables are the truth for the stamps
 (the *_stamp strings are local time without a zone). The engine's columns come from `CallFacts`,
 falling back to the callrouter_* channel variables the engine keeps on the channel, so a call
@@ -12,8 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Protocol
 
-from engine.channelvars import VAR_AGENT, VAR_FLOW, VAR_LEG, VAR_NODE, VAR_QUEUE
+from engine.channelvars import VAR_AGENT, VAR_ENTRY, VAR_FLOW, VAR_LEG, VAR_NODE, VAR_PARENT, VAR_QUEUE
 from engine.cdr.records import register
+
+# Set on an originate through the inter-node gateway, sofia sends it as this SIP header; the far
+# node's inbound leg, and the leg it bridges to the agent's phone, carry it back as the variable.
+PARENT_HEADER = "X-Callrouter-Parent"
+VAR_PARENT_HEADER = "sip_h_" + PARENT_HEADER
 
 
 class Headers(Protocol):
@@ -25,7 +35,8 @@ class CallFacts:
     """What the engine knows about a leg that FreeSWITCH does not; None = not known / not applicable."""
 
     node: str | None = None  # the engine's name for the FreeSWITCH node (config freeswitch[].name)
-    role: str | None = None  # caller | agent | outbound
+    role: str | None = None  # caller | agent | outbound | relay (a far node's leg of the inter-node gateway)
+    call_uuid: str | None = None  # the Unique-ID of the call's first leg, when the channel does not say
     bleg_uuid: str | None = None  # the leg it was bridged to, when FreeSWITCH's variables do not say
     flow: str | None = None
     ivr_node: str | None = None  # the last IVR node the caller reached
@@ -85,6 +96,8 @@ class CdrRecord:
     packet_loss_percent: float | None
     rtp_audio_in_jitter_min_variance: float | None
     rtp_audio_in_jitter_max_variance: float | None
+    # Last, with a default: a spool line written before the column existed still loads.
+    call_uuid: str | None = None
 
 
 def _var(event: Headers, name: str) -> str | None:
@@ -136,6 +149,17 @@ def _first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
 
 
+def _call_uuid(event: Headers, uuid: str, facts: CallFacts) -> str | None:
+    """The caller's Unique-ID. The engine's own marks win over the SIP header, which anyone
+    calling in from outside could send. None for a leg that carries no mark at all."""
+    marked = _first(facts.call_uuid, _var(event, VAR_PARENT))
+    if marked is not None:
+        return marked
+    if facts.role == "caller" or _var(event, VAR_ENTRY) or _var(event, VAR_LEG) == "caller":
+        return uuid
+    return _var(event, VAR_PARENT_HEADER)
+
+
 def cdr_from_event(event: Headers, facts: CallFacts = CallFacts()) -> CdrRecord:
     """The CDR of the leg whose CHANNEL_HANGUP_COMPLETE `event` is (anything with .get(header))."""
     uuid = event.get("Unique-ID") or _var(event, "uuid")
@@ -182,4 +206,5 @@ def cdr_from_event(event: Headers, facts: CallFacts = CallFacts()) -> CdrRecord:
         packet_loss_percent=_packet_loss_percent(received, flaws),
         rtp_audio_in_jitter_min_variance=_float(_var(event, "rtp_audio_in_jitter_min_variance")),
         rtp_audio_in_jitter_max_variance=_float(_var(event, "rtp_audio_in_jitter_max_variance")),
+        call_uuid=_call_uuid(event, uuid, facts),
     )
