@@ -7,7 +7,9 @@ here decides anything: it reports to the Router and does what the Router says.
 
 `mmc_scenario` builds an M/M/c scenario (Poisson arrivals, exponential handle times, agents who
 answer at once) to check the engine against Erlang C/A; `run` plays any scenario and measures
-service level, ASA, abandon rate and occupancy from what happened on the switch.
+service level, ASA, abandon rate and occupancy from what happened on the switch. `figures` is
+that measure as a pure function of the calls' outcomes, so a recorded day (engine.acd.replay)
+is counted exactly as its replay is.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import math
 import random
 import uuid as uuidlib
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import gevent
 from gevent.event import Event
@@ -43,27 +45,30 @@ class CallOutcome:
     queue: str
     joined_at: float
     answered_at: float | None = None
-    left_at: float | None = None
+    left_at: float | None = None        # the caller hung up (or, recorded, left the queue unanswered)
     agent: str = ""
+    handled_until: float | None = None  # the agent's work on it ended
 
 
 @dataclass(frozen=True)
 class QueueFigures:
     offered: int
     answered: int
-    abandoned: int
+    abandoned: int              # left the queue without an agent
     service_level: float        # answered within T / offered
     asa_seconds: float          # mean wait of the answered calls
     abandon_rate: float
+    occupancy: float | None     # handle time / Available time of the agents serving it (None: none were)
 
     @classmethod
-    def of(cls, calls: list[CallOutcome], answer_within: float) -> "QueueFigures":
+    def of(cls, calls: list[CallOutcome], answer_within: float, occupancy: float | None) -> "QueueFigures":
         waits = [c.answered_at - c.joined_at for c in calls if c.answered_at is not None]
         abandoned = sum(1 for c in calls if c.answered_at is None and c.left_at is not None)
         offered = len(calls)
         return cls(offered, len(waits), abandoned,
                    sum(w <= answer_within for w in waits) / offered if offered else 0.0,
-                   sum(waits) / len(waits) if waits else math.inf, abandoned / offered if offered else 0.0)
+                   sum(waits) / len(waits) if waits else math.inf, abandoned / offered if offered else 0.0,
+                   occupancy)
 
 
 @dataclass(frozen=True)
@@ -74,12 +79,41 @@ class WhatIfReport:
     service_level: float
     asa_seconds: float
     abandon_rate: float
-    occupancy: float            # agents' talk time / (agents x measured time)
-    agents: int
+    occupancy: float | None     # agents' handle time / their Available time
+    agents: int                 # agents Available at some point of the measured time
     queues: dict[str, QueueFigures]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def figures(calls: Iterable[CallOutcome], *, since: float, until: float, answer_within: float,
+            queue_within: Mapping[str, float], staffed: Mapping[str, float],
+            serving: Mapping[str, Iterable[str]]) -> WhatIfReport:
+    """The figures of the calls that joined in [since, until): in all with `answer_within` as the
+    service level's T, per queue with `queue_within`'s (default `answer_within`). Occupancy is the
+    handle time inside [since, until) over `staffed` (agent -> seconds Available in it); a queue's
+    is its own calls' handle time over the Available time of the agents `serving` it."""
+    calls = list(calls)
+
+    def handled(chosen: Iterable[CallOutcome]) -> float:
+        return sum(max(0.0, min(c.handled_until, until) - max(c.answered_at, since)) for c in chosen
+                   if c.answered_at is not None and c.handled_until is not None)
+
+    def occupancy(work: float, agents: Iterable[str]) -> float | None:
+        available = sum(staffed.get(a, 0.0) for a in set(agents))
+        return work / available if available > 0 else None
+
+    offered = [c for c in calls if since <= c.joined_at < until]
+    total = QueueFigures.of(offered, answer_within, occupancy(handled(calls), staffed))
+    names = sorted({c.queue for c in offered})
+    return WhatIfReport(
+        **dataclasses.asdict(total),
+        agents=sum(1 for seconds in staffed.values() if seconds > 0),
+        queues={name: QueueFigures.of([c for c in offered if c.queue == name], queue_within.get(name, answer_within),
+                                      occupancy(handled(c for c in calls if c.queue == name),
+                                                serving.get(name, ())))
+                for name in names})
 
 
 class RouterDriver:
@@ -98,12 +132,15 @@ class RouterDriver:
         self._rng = random.Random(sim.seed)
         self._timer: gevent.Greenlet | None = None
         self._timer_at: float | None = None
-        self.talks: list[tuple[float, float]] = []         # (bridged, ended) of every conversation
-        self._bridged_at: dict[str, float] = {}
 
     def start(self) -> None:
         for name, node in self.sim.nodes.items():
             node.switch.subscribe(lambda event, name=name: self._on_event(name, event))
+
+    def set_status(self, agent_id: str, status: AgentStatus) -> None:
+        """An agent logs in, out or takes a break now (a staffing plan's changes)."""
+        self.router.set_status(agent_id, status, self.clock.now())
+        self._dispatch()
 
     # ------------------------------------------------------------------ events from the switch
     def _on_event(self, node: str, event: SimEvent) -> None:
@@ -138,9 +175,9 @@ class RouterDriver:
         self._dispatch()
 
     def _end_talk(self, caller: str, now: float) -> None:
-        started = self._bridged_at.pop(caller, None)
-        if started is not None:
-            self.talks.append((started, now))
+        outcome = self.outcomes.get(caller)
+        if outcome is not None and outcome.answered_at is not None and outcome.handled_until is None:
+            outcome.handled_until = now
 
     # ------------------------------------------------------------------ doing what the Router says
     def _dispatch(self) -> None:
@@ -183,7 +220,6 @@ class RouterDriver:
                 self._kill(caller, other)
             self.outcomes[caller].answered_at = now
             self.outcomes[caller].agent = agent_id
-            self._bridged_at[caller] = now
             # The simulated switch loses a uuid_bridge sent before the leg's &park() has started
             # (its interrupt outlives the bridge); FreeSWITCH does not, but waiting costs nothing.
             settled.wait()
@@ -197,21 +233,18 @@ class RouterDriver:
             self.sim.nodes[self._node_of[caller]].switch.api(f"uuid_kill {leg} ORIGINATOR_CANCEL")
 
     # ------------------------------------------------------------------ results
-    def _talk_within(self, since: float, until: float) -> float:
-        return sum(max(0.0, min(end, until) - max(start, since)) for start, end in self.talks)
+    def run(self, until: float, drain_limit: float = 6 * 3600) -> None:
+        """Run the clock to `until`, then on (up to `drain_limit` more) until every call is over."""
+        self.clock.run_until(until)
+        deadline = until + drain_limit
+        while any(c.left_at is None for c in self.outcomes.values()) and self.clock.now() < deadline:
+            self.clock.run_until(self.clock.now() + 600)
 
-    def report(self, answer_within: float, since: float, until: float, agents: int) -> WhatIfReport:
-        """Figures over the calls that joined in [since, until): in all with `answer_within` as
-        the service level's T, and per queue with the queue's own T; occupancy over `agents`."""
-        calls = [c for c in self.outcomes.values() if since <= c.joined_at < until]
-        total = QueueFigures.of(calls, answer_within)
-        return WhatIfReport(
-            **dataclasses.asdict(total),
-            occupancy=self._talk_within(since, until) / (agents * (until - since)) if agents else 0.0,
-            agents=agents,
-            queues={name: QueueFigures.of([c for c in calls if c.queue == name],
-                                          self.router.queues[name].queue.service_level_seconds)
-                    for name in sorted({c.queue for c in calls})})
+    def report(self, answer_within: float, since: float, until: float, staffed: Mapping[str, float]) -> WhatIfReport:
+        """`figures` of this run, each queue with its own T and served by the agents of its tiers."""
+        return figures(self.outcomes.values(), since=since, until=until, answer_within=answer_within,
+                       queue_within={n: q.queue.service_level_seconds for n, q in self.router.queues.items()},
+                       staffed=staffed, serving={n: self.router.tiers(n) for n in self.router.queues})
 
 
 def mmc_scenario(calls_per_hour: float, aht: float, agents: int, hours: float, *, seed: int,
@@ -280,11 +313,7 @@ def run(scenario: Scenario, *, answer_within: float, acd: AcdConfig | None = Non
     for agent_id in staffed:
         router.set_status(agent_id, AgentStatus.AVAILABLE, clock.now())
     duration = scenario.duration or 3600.0
-    clock.run_until(start + duration)
-    # The plan places no call after `duration`; let the calls in the system finish.
-    deadline = start + duration + 6 * 3600
-    while any(c.left_at is None for c in driver.outcomes.values()) and clock.now() < deadline:
-        clock.run_until(clock.now() + 600)
-    report = driver.report(answer_within, start, start + duration, len(staffed))
+    driver.run(start + duration)  # the plan places no call after `duration`; the calls in the system finish
+    report = driver.report(answer_within, start, start + duration, dict.fromkeys(staffed, duration))
     sim.stop()
     return report
