@@ -18,7 +18,7 @@ import gevent
 from engine.calls.call import AdoptLeg, Call, NodeDown, Resync
 from engine.calls.leg import Leg
 from engine.config import EslSettings
-from engine.channelvars import ENGINE_VARS, VAR_ENTRY, VAR_LEG, VAR_PARENT, VAR_STAGE
+from engine.channelvars import ENGINE_VARS, VAR_ENTRY, VAR_JOINED, VAR_LEG, VAR_PARENT, VAR_STAGE
 from engine.calls.stats import CallStats
 from engine.cdr.journal import CallJournal
 from engine.errors import EslError
@@ -34,6 +34,15 @@ def by_entry(handlers: dict[str, Handler], default: Handler) -> Handler:
     def handler(call: Call, resumed: bool) -> None:
         handlers.get(call.caller.variables.get(VAR_ENTRY, ""), default)(call, resumed)
     return handler
+
+
+def _adoption_order(stranger: tuple[str, dict[str, str]]) -> tuple[float, str]:
+    """A channel's original join time (callrouter_joined), channels without one last."""
+    uuid, variables = stranger
+    try:
+        return float(variables.get(VAR_JOINED, "inf")), uuid
+    except ValueError:
+        return float("inf"), uuid
 
 
 class CallRegistry:
@@ -145,8 +154,11 @@ class CallRegistry:
         alive = {row["uuid"] for row in listing.get("rows", [])}
         for call in [c for c in self._calls.values() if c.node is node]:
             call.inbox.put(Resync(alive=call.uuid in alive))
-        strangers = {uuid: self._engine_vars(node, uuid) for uuid in sorted(alive - self._owner.keys())}
-        for uuid, variables in strangers.items():
+        strangers = {uuid: self._engine_vars(node, uuid) for uuid in alive - self._owner.keys()}
+        # Oldest first: the adopted calls rejoin their queues in the order they were started, so
+        # an agent already free is offered to the caller who has waited longest, not to whichever
+        # rejoined first.
+        for uuid, variables in sorted(strangers.items(), key=_adoption_order):
             if VAR_ENTRY in variables and variables.get(VAR_LEG, "caller") == "caller":
                 log.info("adopting call %s on %s (stage %s)", uuid, node.name, variables.get(VAR_STAGE, "new"))
                 self._start_call(node.name, uuid, None, adopted=True, variables=variables)

@@ -1,0 +1,170 @@
+"""What the process-level reliability tests run: a simulated FreeSWITCH node in this process (over
+TCP) whose callers are placed on demand, `callrouter run` as a separate process with its own config
+(the shipped flow shape: greeting, menu, queue), a PostgreSQL this test owns, and the admin API
+over HTTP."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from engine.acd.config import staff_every_queue
+from engine.simulator.population import PlannedCall
+from engine.simulator.runner import Simulation
+from engine.simulator.scenario import load_scenario
+from tests.ha.harness import free_port, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "reliability-test-token"
+PASSWORD = "ClueCon"
+STRANDED = "RECOVERY_ON_TIMER_EXPIRE"  # only FreeSWITCH's park_timeout ends a call with this cause
+
+# Callers placed by the test (`Centre.place`), none by the clock: each test decides who is where.
+SCENARIO = """
+seed: {seed}
+nodes: [{{name: sim1, port: 0}}]
+park_variables: {{callrouter_entry: hotline, park_timeout: "90:{stranded}"}}
+inbound:
+  arrivals: {{per_hour: 0}}
+  numbers: ["+1555010XXXX"]
+  dnis: "+18005550100"
+  kinds:
+    sales: {{digits: "1", think: 0.1, patience: 120, talk: 120}}
+agents:
+  - ids: "{agents}"
+    ring: 0.2
+    answer_probability: 1.0
+    talk: {talk}
+    hangup_share: 1.0
+"""
+
+FLOW = """
+flow: reliability
+entries: ["hotline"]
+default: true
+start: greeting
+nodes:
+  greeting: {{type: play, prompt: "silence_stream://{greeting_ms}", next: menu}}
+  menu:
+    type: menu
+    prompt: silence_stream://200
+    options: {{"1": sales}}
+    tries: 1
+    timeout: 2
+    on_failure: sales
+  sales: {{type: queue, queue: sales, max_wait: 120, on_answered: done, on_timeout: done, on_no_agents: done}}
+  done: {{type: hangup}}
+"""
+
+
+class Centre(Simulation):
+    """One simulated node (sim1) serving its Event Socket on a free port, callers placed on demand."""
+
+    def __init__(self, tmp_path: Path, *, agents: str, talk: float, seed: int = 7) -> None:
+        path = tmp_path / "scenario.yaml"
+        path.write_text(SCENARIO.format(seed=seed, stranded=STRANDED, agents=agents, talk=talk))
+        super().__init__(load_scenario(path), port=0, password=PASSWORD)
+        self.node = self.nodes["sim1"]
+        self._kind = self.scenario.inbound.kinds[0]
+        self._placed = 0
+
+    def place(self) -> str:
+        """A caller rings the hotline now: the Unique-ID of its channel."""
+        self._placed += 1
+        caller = self.population.place(PlannedCall(at=0, node="sim1", number=f"+1555010{self._placed:04d}",
+                                                   name=f"caller {self._placed}", dnis="+18005550100",
+                                                   kind=self._kind, seed=self._placed))
+        return caller.leg.uuid
+
+    def inbound(self) -> list:
+        return [r for r in self.recorder.finished if r.direction == "inbound"]
+
+
+class EngineProcess:
+    """`callrouter run --config` on the centre, its output kept in a file."""
+
+    def __init__(self, tmp_path: Path, centre: Centre, dsn: str, *, greeting_ms: int = 1500,
+                 agents: list[str], extra: dict | None = None) -> None:
+        self.dir = tmp_path / "engine"
+        (self.dir / "dialplans").mkdir(parents=True)
+        (self.dir / "dialplans" / "flow.yaml").write_text(FLOW.format(greeting_ms=greeting_ms))
+        (self.dir / "acd.yaml").write_text(yaml.safe_dump(staff_every_queue(agents, ["sales"])))
+        self.api_port = free_port()
+        self.metrics_port = free_port()
+        config = {
+            "freeswitch": [{"name": "sim1", "host": "127.0.0.1", "port": centre.node.port, "password": PASSWORD}],
+            "data_dir": str(self.dir / "data"),
+            "dialplans": str(self.dir / "dialplans"),
+            "database": {"dsn": dsn},
+            "api": {"listen": f"127.0.0.1:{self.api_port}", "token": TOKEN},
+            "metrics": {"listen": f"127.0.0.1:{self.metrics_port}"},
+            "acd": {"file": str(self.dir / "acd.yaml"), "ring_seconds": 5},
+            "esl": {"backoff_initial": 0.05, "backoff_max": 0.5},
+            "cdr": {"flush_interval": 0.1},
+            "shutdown_grace_seconds": 3,
+            **(extra or {}),
+        }
+        self.config = self.dir / "config.yaml"
+        self.config.write_text(yaml.safe_dump(config))
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.dir / "output.log", "a") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "engine", "run", "--config", str(self.config)],
+                                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+        wait_until(lambda: self.nodes_up() or self.process.poll() is not None, 30, "the engine's API and node")
+        assert self.process.poll() is None, self.output()[-3000:]
+
+    def _request(self, method: str, path: str, query: dict | None = None) -> object | None:
+        url = f"http://127.0.0.1:{self.api_port}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        request = urllib.request.Request(url, method=method, headers={"Authorization": f"Bearer {TOKEN}"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return json.load(response)
+        except OSError:
+            return None
+
+    def status(self) -> dict | None:
+        return self._request("GET", "/status")
+
+    def nodes_up(self) -> bool:
+        status = self.status()
+        return bool(status) and all(node["up"] for node in status["nodes"])
+
+    def stages(self) -> dict[str, int]:
+        return (self.status() or {}).get("calls_by_stage", {})
+
+    def agents(self) -> dict[str, dict]:
+        return {a["agent"]: a for a in self._request("GET", "/agents") or []}
+
+    def set_status(self, agent: str, status: str, reason: str = "") -> dict | None:
+        return self._request("POST", "/agents/status", {"agent": agent, "status": status, "reason": reason})
+
+    def rss(self) -> int:
+        """Resident set size of the engine process, in bytes."""
+        with open(f"/proc/{self.process.pid}/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def output(self) -> str:
+        return (self.dir / "output.log").read_text(errors="replace")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def terminate(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30)
+
+    def ensure_dead(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
