@@ -147,6 +147,18 @@ class EngineProcess:
     def set_status(self, agent: str, status: str, reason: str = "") -> dict | None:
         return self._request("POST", "/agents/status", {"agent": agent, "status": status, "reason": reason})
 
+    def metric(self, name: str) -> float | None:
+        """One unlabelled sample from /metrics."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+                text = response.read().decode()
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
+
     def rss(self) -> int:
         """Resident set size of the engine process, in bytes."""
         with open(f"/proc/{self.process.pid}/statm") as statm:
