@@ -10,6 +10,10 @@ state so a supervisor sees it; `callcenter_state()` gives mod_callcenter's name 
 The configuration fields of Agent come from the YAML or the database; its live fields (status,
 counters, calls under way) belong to the Router, which keeps its indexes in step with them:
 change them through the Router's methods only.
+
+Transfers: a talking call goes to a `Target` (agent, queue or flow); an attended transfer is the
+small state machine `consult_step` (ringing -> consulting -> complete or cancel), pure so its
+every path is visible in one table.
 """
 from __future__ import annotations
 
@@ -226,3 +230,89 @@ class Offer(NamedTuple):
     call_uuid: str
     queue: str
     agent: str
+
+
+# ---------------------------------------------------------------------- transfers
+class TargetKind(str, Enum):
+    AGENT = "agent"  # rung directly (a personal queue), back to the caller's queue if it does not answer
+    QUEUE = "queue"  # second or third line: the caller joins that queue
+    FLOW = "flow"    # an IVR flow of dialplans/, from its start node, with the data collected so far
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a talking call is transferred: `agent:ID`, `queue:NAME` or `flow:NAME`."""
+
+    kind: TargetKind
+    name: str
+
+    @classmethod
+    def parse(cls, text: str) -> "Target":
+        """ValueError (the API's 422) unless `text` is kind:name with a known kind."""
+        kind, _, name = text.partition(":")
+        if not name or kind not in {k.value for k in TargetKind}:
+            raise ValueError(f"cannot transfer to '{text}': give agent:ID, queue:NAME or flow:NAME")
+        return cls(TargetKind(kind), name)
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}:{self.name}"
+
+
+PERSONAL_PREFIX = "agent:"  # a personal queue is named after the target it stands for
+PERSONAL_PRIORITY = 1000  # a call transferred to an agent is that agent's next call, before any queue's
+
+
+def personal_queue(agent_id: str) -> Queue:
+    """The queue that routes a call to one agent only (its sole tier): blind and attended
+    transfers to an agent wait there, so the Router reserves the agent like any offer."""
+    return Queue(name=PERSONAL_PREFIX + agent_id, strategy=Strategy.TOP_DOWN, priority=PERSONAL_PRIORITY)
+
+
+def is_personal(queue_name: str) -> bool:
+    return queue_name.startswith(PERSONAL_PREFIX)
+
+
+class Consult(str, Enum):
+    """An attended transfer under way: the first agent and the caller (on hold) wait for the target."""
+
+    RINGING = "ringing"        # the target is being rung; the first agent is still on the call
+    CONSULTING = "consulting"  # the target answered and talks with the first agent; the caller holds
+    UNATTENDED = "unattended"  # the first agent hung up while the target rang: blind from now on
+
+
+class ConsultEvent(str, Enum):
+    ANSWERED = "answered"        # the target's leg answered
+    FAILED = "failed"            # the target did not answer (or was never free in time)
+    COMPLETE = "complete"        # the first agent (or a supervisor) completes the transfer
+    CANCEL = "cancel"            # ... or cancels it
+    TARGET_GONE = "target_gone"  # the target hung up during the consultation
+    AGENT_GONE = "agent_gone"    # the first agent hung up
+
+
+class ConsultAction(str, Enum):
+    NONE = "none"
+    CONSULT = "consult"    # bridge the first agent with the target; the caller hears music
+    RETURN = "return"      # the caller back to the first agent; the target released
+    CONNECT = "connect"    # the caller to the target; the first agent released into wrap-up
+    REQUEUE = "requeue"    # nobody left to talk to: the caller back to its queue, at its place
+
+
+_CONSULT_STEPS: dict[tuple[Consult, ConsultEvent], tuple[Consult | None, ConsultAction]] = {
+    (Consult.RINGING, ConsultEvent.ANSWERED): (Consult.CONSULTING, ConsultAction.CONSULT),
+    (Consult.RINGING, ConsultEvent.FAILED): (None, ConsultAction.RETURN),
+    (Consult.RINGING, ConsultEvent.CANCEL): (None, ConsultAction.RETURN),
+    (Consult.RINGING, ConsultEvent.AGENT_GONE): (Consult.UNATTENDED, ConsultAction.NONE),
+    (Consult.CONSULTING, ConsultEvent.COMPLETE): (None, ConsultAction.CONNECT),
+    (Consult.CONSULTING, ConsultEvent.CANCEL): (None, ConsultAction.RETURN),
+    (Consult.CONSULTING, ConsultEvent.TARGET_GONE): (None, ConsultAction.RETURN),
+    # A PBX's rule: the first agent hanging up during the consultation completes the transfer.
+    (Consult.CONSULTING, ConsultEvent.AGENT_GONE): (None, ConsultAction.CONNECT),
+    (Consult.UNATTENDED, ConsultEvent.ANSWERED): (None, ConsultAction.CONNECT),
+    (Consult.UNATTENDED, ConsultEvent.FAILED): (None, ConsultAction.REQUEUE),
+}
+
+
+def consult_step(state: Consult, event: ConsultEvent) -> tuple[Consult | None, ConsultAction]:
+    """The attended transfer's next state (None: over) and what to do; an event that means
+    nothing in `state` (complete while the target still rings) changes nothing."""
+    return _CONSULT_STEPS.get((state, event), (state, ConsultAction.NONE))

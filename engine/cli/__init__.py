@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "engine.cli.campaign",
     "engine.cli.agents",
     "engine.cli.queues",
+    "engine.cli.calls",
 )
 
 

@@ -1,5 +1,6 @@
 """`callrouter queues`: the ACD's queues on a running engine, and why a call went (or has not yet
-gone) to the agent it did, and blind transfers of talking calls, through the admin API."""
+gone) to the agent it did, through the admin API; `queues transfer` stays as the short form of
+`callrouter calls transfer` (blind)."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ from pathlib import Path
 import click
 
 from engine.cli.agents import acd_request, json_option
+from engine.cli.calls import transfer_call
 from engine.cli.common import config_options, friendly_errors
 
 
@@ -73,7 +75,6 @@ def why(call_uuid: str, config_path: Path | None, data_dir: Path | None, as_json
 @config_options
 @friendly_errors
 def transfer(call_uuid: str, target: str, config_path: Path | None, data_dir: Path | None) -> None:
-    """Blind-transfer CALL_UUID (the caller's Unique-ID, talking to an agent) to TARGET, queue:NAME:
-    the agent is released into wrap-up and the caller joins that queue."""
-    done = acd_request(config_path, data_dir, "/calls/transfer", {"call": call_uuid, "to": target}, method="POST")
-    click.echo(f"call {done['call']} transferred from agent {done['agent']} to {done['to']}")
+    """Blind-transfer CALL_UUID to TARGET (queue:NAME, agent:ID or flow:NAME): the same as
+    `callrouter calls transfer CALL_UUID --to TARGET`."""
+    transfer_call(config_path, data_dir, call_uuid, target, attended=False)

@@ -6,6 +6,11 @@ Where the caller is lives on the channel (callrouter_flow, callrouter_ivr_node) 
 engine resumes there, and in call.labels for the CDR. A node failing in a way the flow did not
 plan for goes to the flow's on_error node, else the caller hears an apology and is hung up:
 never silence, never a dead end. The caller hanging up raises CallGone out of any wait.
+
+The call's data — what the caller keyed in (collect) and what lookups found — is kept on the
+caller's channel as callrouter_data_<name> as it is collected: the ACD copies it onto every agent
+leg it rings (a softphone or CRM popup reads it there), `calls show` lists it, and a call that
+resumes or is sent back to a flow by an agent (ToFlow) finds it again.
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
 
 from engine.calls.call import Call, OriginateFailed
 from engine.channelvars import VAR_ENTRY, VAR_FLOW, VAR_JOINED, VAR_NODE
@@ -42,6 +47,11 @@ SAY = {  # say kind -> (FreeSWITCH say type, method, what the value must look li
     "date": ("SHORT_DATE_TIME", "PRONOUNCED", re.compile(r"\d{9,11}\Z")),  # epoch seconds
 }
 _TEMPLATE = re.compile(r"\$\{(\w+)\}")
+DATA_PREFIX = "callrouter_data_"
+_DATA_NAME = re.compile(r"[a-z0-9_]{1,48}\Z")
+_DATA_LIMIT = 200  # characters of a value shown to an agent
+# Braces and the enterprise separator cannot ride in an originate's {vars} block: shown as look-alikes.
+_DIAL_SAFE = str.maketrans({"{": "(", "}": ")"})
 _ANY_KEY = "[0-9*#]"
 
 
@@ -67,6 +77,27 @@ class Session:
 
 class FlowEnded(Exception):
     """The caller left the engine's hands (transferred elsewhere or hung up by a node)."""
+
+
+class ToFlow(Exception):
+    """Raised out of a queue wait by the ACD: an agent sent the caller to this flow, whose start
+    node runs next with the variables collected so far."""
+
+    def __init__(self, flow: str) -> None:
+        super().__init__(flow)
+        self.flow = flow
+
+
+def data_text(value: Any) -> str:
+    """A data value made safe to put on a channel and in a dial string (whoever typed or
+    returned it): no control characters, no `${`, no braces, bounded."""
+    return commands.display_text(str(value), _DATA_LIMIT).translate(_DIAL_SAFE).replace(":_:", ": :")
+
+
+def call_data(variables: Mapping[str, str]) -> dict[str, str]:
+    """The call data among a channel's variables: name -> value."""
+    return {name[len(DATA_PREFIX):]: value for name, value in variables.items()
+            if name.startswith(DATA_PREFIX) and value}
 
 
 def substitute(template: str, variables: dict[str, str]) -> str:
@@ -138,7 +169,8 @@ class FlowRunner:
 
     def _initial_variables(self, call: Call, flow: Flow) -> dict[str, str]:
         caller = call.caller
-        return {**flow.variables, "caller_id": caller.caller_id_number, "caller_name": caller.caller_id_name,
+        return {**flow.variables, **call_data(caller.variables),
+                "caller_id": caller.caller_id_number, "caller_name": caller.caller_id_name,
                 "dnis": caller.destination_number, "entry": caller.variables.get(VAR_ENTRY, ""),
                 "uuid": call.uuid, "flow": flow.name}
 
@@ -161,6 +193,22 @@ class FlowRunner:
         if app not in APPLICATIONS:
             raise UnsafeValue(f"the IVR does not run the application {app!r}")
         return call.execute(app, arg, timeout=timeout)
+
+    @staticmethod
+    def _keep(s: Session, names: Iterable[str]) -> None:
+        """Put these variables on the caller's channel as call data (see the module docstring);
+        a name a dial string cannot carry is left out, and said."""
+        changed = {}
+        for name in names:
+            key = name.lower()
+            if not _DATA_NAME.match(key):
+                log.warning("call %s: variable %r is not kept as call data (names: a-z, 0-9, _)", s.call.uuid, name)
+                continue
+            value = data_text(s.variables.get(name, ""))
+            if s.call.caller.variables.get(DATA_PREFIX + key, "") != value:
+                changed[DATA_PREFIX + key] = value
+        if changed:
+            s.call.set_vars(**changed)
 
     def play(self, s: Session, prompt: Prompt) -> None:
         files: list[str] = []
@@ -223,6 +271,7 @@ class FlowRunner:
         if not digits:
             return "failure"
         s.variables[node.into] = digits
+        self._keep(s, (node.into,))
         return "next"
 
     def _setvars(self, s: Session, node: SetVars) -> str:
@@ -269,9 +318,18 @@ class FlowRunner:
             call.api(commands.break_media(call.uuid))
             self.play(s, node.announce)
 
-        outcome = self.queue_port.enqueue(call, node.queue, skills=node.skills, priority=node.priority,
-                                          max_wait=node.max_wait, announce=announce if node.announce else None,
-                                          announce_every=node.announce_every, exit_keys=node.exit_keys)
+        try:
+            outcome = self.queue_port.enqueue(call, node.queue, skills=node.skills, priority=node.priority,
+                                              max_wait=node.max_wait, announce=announce if node.announce else None,
+                                              announce_every=node.announce_every, exit_keys=node.exit_keys)
+        except ToFlow as sent:
+            flow = s.flows.flows.get(sent.flow)
+            if flow is None:  # the ACD checks the name; a reload may have removed the flow since
+                log.error("call %s: sent to flow %r, which this call's flows do not have", call.uuid, sent.flow)
+                self.apologise(call)
+                raise FlowEnded() from None
+            log.info("call %s: an agent sent it to flow %s", call.uuid, flow.name)
+            return flow
         if outcome.agent:
             call.labels["agent"] = outcome.agent
         s.queue_joined = outcome.joined or s.queue_joined
@@ -371,6 +429,7 @@ class FlowRunner:
             return "not_found"
         for var, source in node.into:
             s.variables[var] = row.get(source, "")
+        self._keep(s, (var for var, _ in node.into))
         return "found"
 
     def _hangup(self, s: Session, node: Hangup) -> None:

@@ -281,17 +281,32 @@ def cmd_uuid_bridge(switch: "Switch", args: str) -> str:
     return f"+OK {b.uuid}\n"
 
 
+# uuid_record's actions on a recording under way, with mod_commands' refusal for a path not recorded:
+# mask/unmask write silence in its place (PCI pause), pause/resume leave the audio out.
+_RECORD_FLAGS = {"mask": "-ERR Cannot mask recording session!\n", "unmask": "-ERR Cannot unmask recording session!\n",
+                 "pause": "-ERR Cannot pause recording session!\n",
+                 "resume": "-ERR Cannot resume recording session!\n"}
+RECORD_USAGE = "-USAGE: <uuid> [start|stop|mask|unmask] <path> [<limit>] [<recording_vars>]\n"
+
+
 def cmd_uuid_record(switch: "Switch", args: str) -> str:
     words = args.split()
-    channel = _channel(switch, words[0]) if words else None
+    if len(words) < 3:
+        return RECORD_USAGE
+    channel = _channel(switch, words[0])
     if channel is None:
         return "-ERR Cannot locate session!\n"
-    action, path = (words[1:3] + ["", ""])[:2]
+    action, path = words[1].lower(), words[2]
     if action == "start":
         switch.start_recording(channel, path)
     elif action == "stop":
         if not switch.stop_recording(channel, path):
             return "-ERR Cannot stop record session!\n"
+    elif action in _RECORD_FLAGS:
+        if path not in channel.recordings:  # the media bug is found by the exact path it was started with
+            return _RECORD_FLAGS[action]
+    else:
+        return RECORD_USAGE
     return "+OK Success\n"
 
 
