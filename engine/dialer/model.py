@@ -94,8 +94,13 @@ class Campaign:
     mode: Mode = Mode.PROGRESSIVE
     caller_id: str = ""
     gateway: str = ""
-    queue: str = ""                     # where answered calls go (progressive/predictive/preview)
-    flow: str = ""                      # or an IVR flow (broadcast/survey)
+    queue: str = ""                     # where answered calls go (progressive/predictive; broadcast's agent key)
+    flow: str = ""                      # the IVR flow a survey's answered calls run
+    message: str = ""                   # broadcast: what an answered call hears
+    agent_key: str = ""                 # broadcast: the key that reaches an agent in `queue` ("" = none)
+    opt_out_key: str = "9"              # broadcast and survey: the key that puts the number on the internal DNC
+    opt_out_message: str = ""           # the opt-out's confirmation
+    max_lines: int = 10                 # broadcast and survey: calls at once (no agents to pace against)
     max_attempts: int = 6
     max_attempts_per_day: int = 3
     retry_rules: tuple[RetryRule, ...] = DEFAULT_RETRY_RULES
@@ -114,6 +119,16 @@ class Campaign:
             raise ValueError(f"ring timeout must be at least {MIN_RING_TIMEOUT:g} s, not {self.ring_timeout:g}")
         if not 0.0 < self.abandon_cap <= ABANDON_CAP:
             raise ValueError(f"abandon cap must be above 0 and at most {ABANDON_CAP:.0%}")
+        keys = [k for k in (self.agent_key, self.opt_out_key) if k]
+        if any(len(k) != 1 or k not in "0123456789*#" for k in keys) or len(set(keys)) != len(keys):
+            raise ValueError("the agent and opt-out keys must be two different single keys (0-9, *, #)")
+        if self.max_lines < 1:
+            raise ValueError("max lines must be at least 1")
+
+    @property
+    def agentless(self) -> bool:
+        """Broadcast and survey calls are answered by the engine, not paced against agents."""
+        return self.mode in (Mode.BROADCAST, Mode.SURVEY)
 
     def retry_rule(self, disposition: str) -> RetryRule | None:
         return next((r for r in self.retry_rules if r.disposition == disposition), None)

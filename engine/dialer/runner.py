@@ -1,16 +1,24 @@
 """The live dialer in the daemon: one greenlet per running campaign places calls through the
 engine's first node, and the Call handler for the calls it placed.
 
-A campaign's greenlet asks the pacing how many calls to place, takes due contacts
-(selection.next_contacts), checks each one right before it dials (refuse_dial, with the DNC
-lookup done then), writes the attempt and the contact's DIALING state, then sends
+A campaign's greenlet asks the pacing how many calls to place (agentless broadcast and survey
+campaigns: up to their `max_lines` at once; preview: none, agents pull their contacts), takes
+due contacts (selection.next_contacts), checks each one right before it dials (refuse_dial,
+with the DNC lookup done then), writes the attempt and the contact's DIALING state, then sends
 `bgapi originate {...}sofia/gateway/<gw>/<number> &park()` with our own origination_uuid and the
 campaign and contact ids as channel variables. A failed originate closes the attempt with the
 hangup cause's disposition. An answered leg parks tagged callrouter_entry=dialer, so the
-registry starts a Call for it (or adopts it after a restart) and `handle` runs it: AMD result,
-machine (message or hang up), person -> the campaign's queue through the ACD; no agent within
-2 s of the greeting's end -> the abandon message, then hang up. Every attempt is closed in
-PostgreSQL with after_attempt's verdict on its contact.
+registry starts a Call for it (or adopts it after a restart, ringing or not) and `handle` runs
+it: AMD result, machine (the campaign's message once the greeting is over, or hang up), person
+-> by mode: the campaign's queue through the ACD (no agent within 2 s of the greeting's end ->
+the abandon message, then hang up), the broadcast message with its agent and opt-out keys, or
+the survey's IVR flow. Preview and click-to-call ring the agent first; once the agent answers,
+the contact is called from the agent's call and bridged.
+
+Every attempt is closed once in PostgreSQL with after_attempt's verdict on its contact, also
+across a restart or a takeover: an attempt left open is either still on the switch (the
+registry adopts its leg, `handle` watches it to its answer or hangup) or gone, and then closed
+from its CDR or as no-answer.
 
 Campaign states are read from PostgreSQL every `poll_seconds`, so `callrouter campaign
 start|pause|resume|stop` works the same through the CLI (database) or the admin API.
@@ -19,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import re
 import time
 import uuid as uuidlib
 from dataclasses import dataclass, field
@@ -28,34 +37,48 @@ from zoneinfo import ZoneInfo
 
 import gevent
 from gevent.event import Event
+from gevent.pool import Group
 
 from engine.acd.model import AgentState
-from engine.calls.call import Call, Resumed
-from engine.channelvars import VAR_CAMPAIGN, VAR_CONTACT, VAR_ENTRY, VAR_STAGE
+from engine.calls.call import Call, OriginateFailed, Resumed
+from engine.channelvars import VAR_AGENT, VAR_CAMPAIGN, VAR_CONTACT, VAR_ENTRY, VAR_FLOW, VAR_NODE, VAR_STAGE
 from engine.config import DialerSettings
 from engine.dialer import pacing, store
-from engine.dialer.compliance import DialHistory, is_abandoned, period_of, refuse_dial, utc
+from engine.dialer.compliance import (
+    DialHistory, InvalidNumber, is_abandoned, normalise, period_of, refuse_dial, utc,
+)
 from engine.dialer.model import (
     ABANDON_GRACE_SECONDS, CAUSE_DISPOSITIONS, Attempt, Campaign, CampaignState, Contact, ContactState, Disposition,
     Mode,
 )
 from engine.dialer.selection import after_attempt, next_contacts
-from engine.errors import CallRouterError, EslError
+from engine.errors import CallGone, CallRouterError, EslError
 from engine.esl import commands
 from engine.ivr.ports import ANSWERED
+from engine.ivr.runner import FlowEnded
 from engine.metrics import CampaignSnapshot
 
 log = logging.getLogger(__name__)
 
 DIALER_ENTRY = "dialer"  # callrouter_entry of the calls the dialer places
+# On an agent's leg rung first (preview, click-to-call): the endpoint and caller id to call once
+# the agent answers, so a restarted engine that adopts the agent's leg knows whom it was for.
+VAR_DIAL = "callrouter_dial"
+VAR_DIAL_CID = "callrouter_dial_cid"
 AMD_POLL = 0.25
 AMD_RESULTS = ("HUMAN", "MACHINE", "NOTSURE")
 # The ACD checks a caller's max-wait once a second: leaving it 1 s before the grace ends means
 # an agent is connected within 2 s of the greeting's end, or the abandon message plays.
 QUEUE_WAIT = ABANDON_GRACE_SECONDS - 1.0
 STAGE_ABANDONED = "abandoned"
+STAGE_MESSAGE = "message"  # a broadcast's message (and its keys) playing
+STAGE_IVR = "ivr"
+STAGE_TALKING = "talking"
 HISTORY_SPAN = timedelta(hours=72)  # enough for attempts per local day and Ofcom's no-redial
 JOB_MARGIN = 30.0  # a bgapi originate answers within ring_timeout; past this margin it is lost
+KEY_WAIT_MS = 5000  # after the broadcast message, how long its keys are waited for
+MANUAL_RING_TIMEOUT = 30.0  # a click-to-call outside any campaign rings the number this long
+ADOPT_WAIT = 2.0  # an adopted agent-first call waits this long for reconciliation to hand it the contact's leg
 
 
 def dial_history(zone: str, rows: list[tuple[datetime, bool]], now: datetime) -> DialHistory:
@@ -67,11 +90,38 @@ def dial_history(zone: str, rows: list[tuple[datetime, bool]], now: datetime) ->
                        max(abandoned, default=None))
 
 
+def gone_disposition(record: tuple[datetime | None, str, str] | None) -> tuple[str, bool]:
+    """(disposition, abandoned) of an attempt whose leg ended while no engine watched it, from the
+    leg's CDR (answer_stamp, hangup_cause, agent) when an engine wrote one. A live answer with no
+    agent on record counts as abandoned: the abandon rate is never understated for lack of data."""
+    if record is None:
+        return Disposition.NO_ANSWER.value, False
+    answered, cause, agent = record
+    if answered is None:
+        return CAUSE_DISPOSITIONS.get(cause, Disposition.NO_ANSWER).value, False
+    if agent:
+        return Disposition.ANSWERED.value, False
+    return Disposition.ABANDONED.value, True
+
+
 @dataclass
 class _Open:
     attempt: Attempt
     contact: Contact
-    ringing: bool = True   # placed, not yet through AMD to a person (the pacing's "in flight")
+    ringing: bool = True    # placed, not yet through AMD to a person (the pacing's "in flight")
+    answered: bool = False  # its leg is known to be answered
+    handled: bool = False   # a Call handler watches it (answered, or adopted from the switch)
+
+
+@dataclass(frozen=True)
+class _AgentFirst:
+    """A call that rings the agent first (preview, click-to-call); the contact once the agent answers."""
+    agent: str
+    endpoint: str          # what to call once the agent answers
+    caller_id: str
+    ring_timeout: float
+    campaign: str = ""     # "" for a click-to-call outside any campaign
+    contact_id: int = 0
 
 
 @dataclass
@@ -92,30 +142,40 @@ class _Figures:
 
 
 class CampaignRunner:
-    """One running campaign: its dialling greenlet and the attempts it has open."""
+    """One running campaign: its dialling greenlet and its pacing figures."""
 
     def __init__(self, dialer: "Dialer", campaign: Campaign, started_at: datetime) -> None:
         self.dialer = dialer
         self.campaign = campaign
         self.started_at = started_at
-        self.open: dict[str, _Open] = {}
         self.figures = _Figures()
         self.contacts_left = 0
         self.wake = Event()
         self._greenlet: gevent.Greenlet | None = None
+        self._halting = False
+
+    @property
+    def open(self) -> list[_Open]:
+        return [o for o in self.dialer.open.values() if o.attempt.campaign == self.campaign.name]
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """Dial (again, after a pause); the figures are read from the attempts the first time."""
         if self.figures.period_start is None:
             self._load_figures()
+        self._halting = False
         self._greenlet = gevent.spawn(self._run)
 
-    def halt(self) -> None:
-        """Stop dialling; calls in progress finish on their own greenlets."""
-        if self._greenlet is not None:
-            self._greenlet.kill(block=False)
-            self._greenlet = None
+    def halt(self, grace: float = 5.0) -> None:
+        """Stop dialling between two contacts (never between an attempt's row and its originate);
+        calls in progress finish on their own greenlets."""
+        greenlet, self._greenlet = self._greenlet, None
+        if greenlet is None:
+            return
+        self._halting = True
+        self.wake.set()
+        if not greenlet.join(grace) and not greenlet.dead:
+            greenlet.kill(block=False)
 
     @property
     def dialling(self) -> bool:
@@ -123,7 +183,7 @@ class CampaignRunner:
 
     def _run(self) -> None:
         self._recover()
-        while True:
+        while not self._halting:
             self.wake.clear()
             try:
                 if self._dial_due():
@@ -154,28 +214,15 @@ class CampaignRunner:
                 f.handle_count += 1
 
     def _recover(self) -> None:
-        """After a restart: attempts left open are either still on the switch (the registry adopts
-        the call and `handle` closes it) or gone while no engine watched (closed here, so the
-        contact is re-queued by its retry rule, never dialled twice at once)."""
+        """After a restart or a takeover: the attempts left open that no handler watches yet are
+        settled (adopted from the switch, or closed), so no contact is ever dialled twice at once."""
         node = self.dialer.node()
         if node is None or not node.wait_up(30):
             return
         with self.dialer.connect() as conn:
-            stale = [a for a in store.open_attempts(conn, self.campaign.name) if a.uuid not in self.open]
+            stale = [a for a in store.open_attempts(conn, self.campaign.name) if a.uuid not in self.dialer.open]
         for attempt in stale:
-            try:
-                alive = node.api(f"uuid_exists {commands.check_uuid(attempt.uuid)}").strip() == "true"
-            except EslError as exc:
-                log.warning("campaign %s: cannot check attempt %s: %s", self.campaign.name, attempt.uuid, exc)
-                continue
-            if alive:
-                log.info("campaign %s: attempt %s still on the switch; adopting", self.campaign.name, attempt.uuid)
-                continue
-            with self.dialer.connect() as conn:
-                contact = store.load_contact(conn, attempt.contact_id)
-            log.warning("campaign %s: attempt %s to contact %d ended while no engine watched; closed as %s",
-                        self.campaign.name, attempt.uuid, contact.id, Disposition.NO_ANSWER.value)
-            self.dialer.close(self, attempt, contact, attempt.disposition or Disposition.NO_ANSWER.value)
+            self.dialer.settle(attempt)
 
     # ------------------------------------------------------------------ pacing
     def _agents(self, now: float) -> tuple[tuple[pacing.AgentView, ...], int]:
@@ -203,10 +250,15 @@ class CampaignRunner:
         return tuple(views), waiting
 
     def calls_to_place(self, now: float) -> int:
+        mode = self.campaign.mode
+        if mode is Mode.PREVIEW:
+            return 0  # agents pull their contacts (Dialer.preview)
+        if self.campaign.agentless:
+            return max(0, self.campaign.max_lines - len(self.open))
         views, waiting = self._agents(now)
-        in_flight = sum(1 for o in self.open.values() if o.ringing) + waiting
+        in_flight = sum(1 for o in self.open if o.ringing) + waiting
         idle = sum(1 for v in views if v.state == pacing.IDLE)
-        if self.campaign.mode is not Mode.PREDICTIVE:
+        if mode is not Mode.PREDICTIVE:
             calls = pacing.progressive_calls(views, in_flight)
             if calls or in_flight:
                 log.info("pacing %s progressive: %d calls (%d idle agents, %d in flight or waiting)",
@@ -230,6 +282,22 @@ class CampaignRunner:
         f.last_ratio = (decision.calls + in_flight) / idle if idle else 0.0
         return decision.calls
 
+    def _unready(self) -> str | None:
+        """Why the campaign's answered calls would have nowhere to go, or None."""
+        campaign = self.campaign
+        if campaign.mode is Mode.SURVEY:
+            flows = self.dialer.flows
+            if flows is None or campaign.flow not in flows.current.flows:
+                return f"no IVR flow '{campaign.flow}' loaded for the survey"
+        elif campaign.mode is Mode.BROADCAST:
+            if not campaign.message:
+                return "a broadcast needs a message"
+            if campaign.agent_key and campaign.queue not in self.dialer.acd.router.queues:
+                return f"no ACD queue '{campaign.queue}' for the agent key"
+        elif campaign.queue not in self.dialer.acd.router.queues:
+            return f"no ACD queue '{campaign.queue}' for the answered calls"
+        return None
+
     # ------------------------------------------------------------------ dialling
     def _dial_due(self) -> bool:
         """Place the calls the pacing asks for; True once the campaign is done."""
@@ -245,9 +313,15 @@ class CampaignRunner:
             return True
         count = self.calls_to_place(clock())
         if count > 0:
+            unready = self._unready()
+            if unready:
+                log.error("campaign %s: not dialling: %s", self.campaign.name, unready)
+                return False
             now = utc(clock())
             histories = self._histories(contacts, now)
             for contact in next_contacts(self.campaign, contacts, now, count, history=histories):
+                if self._halting:
+                    break
                 self._dial(contact, histories.get(contact.id, DialHistory()))
         return False
 
@@ -259,27 +333,34 @@ class CampaignRunner:
             per[contact_id].append((started, abandoned))
         return {c.id: dial_history(c.timezones[0], per[c.id], now) for c in contacts if c.id in per}
 
+    def history_of(self, contact: Contact, now: datetime) -> DialHistory:
+        return self._histories([contact], now).get(contact.id, DialHistory())
+
+    def refusal(self, conn: Any, contact: Contact, history: DialHistory) -> str | None:
+        """The last-moment check (an opt-out or a DNC import a second ago counts); a listed
+        contact is marked DNC for good."""
+        listed = store.on_dnc(conn, self.campaign.name, contact.phone)
+        refusal = refuse_dial(self.campaign, contact, utc(self.dialer.clock()), listed, history)
+        if refusal:
+            log.info("campaign %s: not dialling contact %d: %s", self.campaign.name, contact.id, refusal)
+            if listed:
+                contact.state, contact.next_attempt_at = ContactState.DNC, None
+                store.save_contact(conn, contact)
+        return refusal
+
     def _dial(self, contact: Contact, history: DialHistory) -> None:
         node = self.dialer.node()
         if node is None or not node.up:
             return
-        now = utc(self.dialer.clock())
         with self.dialer.connect() as conn:
-            # The last moment: an opt-out or a DNC import a second ago counts.
-            listed = store.on_dnc(conn, self.campaign.name, contact.phone)
-            refusal = refuse_dial(self.campaign, contact, now, listed, history)
-            if refusal:
-                log.info("campaign %s: not dialling contact %d: %s", self.campaign.name, contact.id, refusal)
-                if listed:
-                    contact.state, contact.next_attempt_at = ContactState.DNC, None
-                    store.save_contact(conn, contact)
+            if self.refusal(conn, contact, history):
                 return
             leg = str(uuidlib.uuid4())
-            attempt = Attempt(self.campaign.name, contact.id, contact.phone, leg, now)
+            attempt = Attempt(self.campaign.name, contact.id, contact.phone, leg, utc(self.dialer.clock()))
             contact.state = ContactState.DIALING
             store.record_attempt(conn, attempt)   # before the originate: a restart finds it
             store.save_contact(conn, contact)
-        self.open[leg] = _Open(attempt, contact)
+        self.dialer.open[leg] = _Open(attempt, contact)
         self.figures.dialed += 1
         variables = {"origination_uuid": leg, "originate_timeout": f"{self.campaign.ring_timeout:g}",
                      "ignore_early_media": "true", "origination_caller_id_number": self.campaign.caller_id or "0",
@@ -289,40 +370,38 @@ class CampaignRunner:
             result = node.bgapi_async(command)
         except EslError as exc:
             log.warning("campaign %s: originate to contact %d not sent: %s", self.campaign.name, contact.id, exc)
-            self.dialer.close(self, attempt, contact, Disposition.NO_ANSWER.value)
+            self.dialer.close(attempt, contact, Disposition.NO_ANSWER.value)
             return
-        gevent.spawn(self._await_job, leg, result)
+        self.dialer.spawn(self._await_job, leg, result)
 
     def _await_job(self, leg: str, result: Any) -> None:
-        """A failed originate closes its attempt; an answered one is the Call handler's."""
+        """A failed originate closes its attempt; an answered one is the Call handler's. A result
+        lost with the connection is settled from the switch once it is back."""
         try:
             body = (result.get(timeout=self.campaign.ring_timeout + JOB_MARGIN) or "").strip()
         except (EslError, gevent.Timeout) as exc:
-            log.warning("campaign %s: originate %s unanswered (%s); left to the restart check", self.campaign.name,
-                        leg, exc)
+            log.warning("campaign %s: originate %s unanswered (%s); asking the switch once it is back",
+                        self.campaign.name, leg, exc)
+            self.dialer.settle_when_back(leg)
             return
         if body.startswith("+OK"):
             return
-        entry = self.open.get(leg)
-        if entry is None or not entry.ringing:
+        entry = self.dialer.open.get(leg)
+        if entry is None or entry.handled:
             return
         cause = body.removeprefix("-ERR").strip()
         disposition = CAUSE_DISPOSITIONS.get(cause, Disposition.NO_ANSWER)
-        self.dialer.close(self, entry.attempt, entry.contact, disposition.value)
+        self.dialer.close(entry.attempt, entry.contact, disposition.value)
 
     # ------------------------------------------------------------------ what happened
-    def answered_live(self, leg: str, greeting_end: float) -> None:
-        entry = self.open.get(leg)
-        if entry is not None:
-            entry.ringing = False
-            f = self.figures
-            f.period_live += 1
-            f.recent_live.append(greeting_end)
-            f.answer_delay_total += greeting_end - entry.attempt.started_at.timestamp()
-            f.answer_delay_count += 1
+    def answered_live(self, attempt: Attempt, greeting_end: float) -> None:
+        f = self.figures
+        f.period_live += 1
+        f.recent_live.append(greeting_end)
+        f.answer_delay_total += greeting_end - attempt.started_at.timestamp()
+        f.answer_delay_count += 1
 
     def closed(self, attempt: Attempt) -> None:
-        self.open.pop(attempt.uuid, None)
         f = self.figures
         f.resolved += 1
         if attempt.answered_at is not None and attempt.amd_result not in ("", "MACHINE"):
@@ -343,33 +422,49 @@ class CampaignRunner:
 
 
 class Dialer:
-    """Every campaign of this engine: the runners of the running ones, and the Call handler."""
+    """Every campaign of this engine: the runners of the running ones, the attempts open on this
+    engine, the agent-first calls (preview, click-to-call), and the Call handler.
+
+    `flows` and `ivr` (the engine's FlowsHolder and FlowRunner) run survey campaigns' flows."""
 
     def __init__(self, connect: Callable[[], Any], acd: Any, nodes: Callable[[], list[Any]], settings: DialerSettings, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 flows: Any = None, ivr: Any = None, clock: Callable[[], float] = time.time) -> None:
         self.connect = connect
         self.acd = acd
         self.nodes = nodes
         self.settings = settings
+        self.flows = flows
+        self.ivr = ivr
         self.clock = clock
         self.runners: dict[str, CampaignRunner] = {}
+        self.open: dict[str, _Open] = {}                # leg Unique-ID -> its attempt, while not closed
+        self.agent_first: dict[str, _AgentFirst] = {}   # agent leg Unique-ID -> whom to call once it answers
+        self.offered: dict[int, str] = {}               # contact id -> the agent it is offered to (preview)
         self._poke = Event()
         self._supervisor: gevent.Greenlet | None = None
+        self._tasks = Group()                           # job watchers and settlements: stopped with the dialer
+        self._stopped = False
 
     def node(self) -> Any:
         nodes = self.nodes()
         return nodes[0] if nodes else None
 
+    def spawn(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._tasks.spawn(fn, *args)
+
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         if self.settings.enabled:
+            self._stopped = False
             self._supervisor = gevent.spawn(self._supervise)
 
     def stop(self) -> None:
+        self._stopped = True
         if self._supervisor is not None:
             self._supervisor.kill()
         for runner in self.runners.values():
             runner.halt()
+        self._tasks.kill(block=False)
 
     def _supervise(self) -> None:
         while True:
@@ -399,6 +494,38 @@ class Dialer:
                 log.info("campaign %s %s: dialling stops", campaign.name, campaign.state.value)
                 runner.halt()
 
+    # ------------------------------------------------------------------ attempts no handler watches
+    def settle(self, attempt: Attempt) -> None:
+        """An open attempt no handler watches: still on the switch, the registry adopts its leg
+        and `handle` watches it; gone, it is closed from its leg's CDR, else as no-answer."""
+        node = self.node()
+        try:
+            alive = node.api(f"uuid_exists {commands.check_uuid(attempt.uuid)}").strip() == "true"
+        except EslError as exc:
+            log.warning("campaign %s: cannot check attempt %s: %s", attempt.campaign, attempt.uuid, exc)
+            return
+        if alive:
+            log.info("campaign %s: attempt %s still on the switch; adopted", attempt.campaign, attempt.uuid)
+            return
+        with self.connect() as conn:
+            disposition, attempt.abandoned = gone_disposition(store.leg_record(conn, attempt.uuid))
+            contact = store.load_contact(conn, attempt.contact_id)
+        log.warning("campaign %s: attempt %s to contact %d ended while no engine watched; closed as %s",
+                    attempt.campaign, attempt.uuid, contact.id, disposition)
+        self.close(attempt, contact, disposition)
+
+    def settle_when_back(self, leg: str) -> None:
+        """An originate's result was lost with the connection: once the node is back (and its
+        reconciliation has adopted the leg if it is still up), settle the attempt unless a
+        handler took it."""
+        node = self.node()
+        while not self._stopped and node is not None and not node.wait_up(1.0):
+            pass
+        gevent.sleep(ADOPT_WAIT)
+        entry = self.open.get(leg)
+        if not self._stopped and entry is not None and not entry.handled:
+            self.settle(entry.attempt)
+
     # ------------------------------------------------------------------ control (admin API)
     def control(self, name: str, action: str) -> dict[str, Any]:
         """start / pause / resume / stop; ValueError (the API's 422) when refused."""
@@ -415,19 +542,18 @@ class Dialer:
     def status(self, name: str) -> dict[str, Any]:
         try:
             with self.connect() as conn:
-                figures = store.status(conn, name)
+                figures = store.status(conn, name, utc(self.clock()))
         except CallRouterError as exc:
             raise ValueError(str(exc)) from None
         runner = self.runners.get(name)
-        if runner is not None:
-            views, waiting = runner._agents(self.clock())
-            snap = runner.snapshot()
-            figures.update({
-                "dialling": runner.dialling, "calls_in_progress": len(runner.open),
-                "period_abandon_rate": round(snap.abandon_ratio, 6), "pacing_ratio": round(snap.pacing_ratio, 3),
-                "agents_idle": sum(v.state == pacing.IDLE for v in views),
-                "agents_busy": sum(v.state != pacing.IDLE for v in views), "callers_waiting": waiting,
-            })
+        views, waiting = runner._agents(self.clock()) if runner is not None else ((), 0)
+        figures.update({
+            "dialling": runner is not None and runner.dialling,
+            "calls_in_progress": len(runner.open) if runner is not None else 0,
+            "pacing_ratio": round(runner.snapshot().pacing_ratio, 3) if runner is not None else None,
+            "agents_idle": sum(v.state == pacing.IDLE for v in views),
+            "agents_busy": sum(v.state != pacing.IDLE for v in views), "callers_waiting": waiting,
+        })
         return {k: store.to_json(v) for k, v in figures.items()}
 
     def list(self) -> list[dict[str, Any]]:
@@ -438,40 +564,173 @@ class Dialer:
     def snapshots(self) -> list[CampaignSnapshot]:
         return [runner.snapshot() for runner in self.runners.values()]
 
+    # ------------------------------------------------------------------ preview and click-to-call
+    def _free_agent(self, agent_id: str) -> Any:
+        agent = self.acd.router.agents.get(agent_id)
+        if agent is None:
+            raise ValueError(f"no agent '{agent_id}' in the ACD")
+        if not agent.status.takes_calls or agent.state is not AgentState.WAITING \
+                or not agent.can_take_call(self.clock()):
+            raise ValueError(f"agent {agent_id} is not free ({agent.status.value}, {agent.callcenter_state})")
+        return agent
+
+    def _preview_runner(self, name: str) -> CampaignRunner:
+        runner = self.runners.get(name)
+        if runner is None or not runner.dialling:
+            raise ValueError(f"campaign '{name}' is not running on this engine")
+        if runner.campaign.mode is not Mode.PREVIEW:
+            raise ValueError(f"campaign '{name}' is {runner.campaign.mode.value}, not preview")
+        return runner
+
+    def preview(self, name: str, agent_id: str) -> dict[str, Any]:
+        """Offer the agent the campaign's next due contact, with its data, until it accepts or skips."""
+        runner = self._preview_runner(name)
+        self._free_agent(agent_id)
+        offered = next((cid for cid, agent in self.offered.items() if agent == agent_id), None)
+        now = utc(self.clock())
+        with self.connect() as conn:
+            if offered is None:
+                contacts = [c for c in store.load_contacts(conn, name) if c.id not in self.offered]
+                histories = runner._histories(contacts, now)
+                dnc = {c.phone for c in contacts if store.on_dnc(conn, name, c.phone)}
+                chosen = next_contacts(runner.campaign, contacts, now, 1, history=histories, dnc=dnc)
+                if not chosen:
+                    return {"campaign": name, "agent": agent_id, "contact": None}
+                offered = chosen[0].id
+                self.offered[offered] = agent_id
+            contact = store.load_contact(conn, offered)
+        return {"campaign": name, "agent": agent_id,
+                "contact": {"id": contact.id, "phone": contact.phone, "fields": contact.fields,
+                            "attempts": contact.attempts, "timezones": list(contact.timezones)}}
+
+    def preview_answer(self, name: str, agent_id: str, action: str) -> dict[str, Any]:
+        """accept: ring the agent, then call the contact; skip: the contact goes back to the pool."""
+        runner = self._preview_runner(name)
+        offered = next((cid for cid, agent in self.offered.items() if agent == agent_id), None)
+        if offered is None:
+            raise ValueError(f"agent {agent_id} has no contact offered in '{name}' (GET /campaigns/preview first)")
+        if action == "skip":
+            del self.offered[offered]
+            return {"campaign": name, "agent": agent_id, "skipped": offered}
+        if action != "accept":
+            raise ValueError(f"unknown action '{action}'; accept or skip")
+        campaign = runner.campaign
+        with self.connect() as conn:
+            contact = store.load_contact(conn, offered)
+        plan = _AgentFirst(agent_id, f"sofia/gateway/{campaign.gateway}/{contact.phone}", campaign.caller_id,
+                           campaign.ring_timeout, name, contact.id)
+        return {"campaign": name, "contact": contact.id, **self._ring_agent(plan, contact.phone)}
+
+    def click_to_call(self, agent_id: str, number: str, *, campaign: str = "", gateway: str = "",
+                      caller_id: str = "", region: str = "US") -> dict[str, Any]:
+        """Ring the agent, then call `number` (through the campaign's gateway and caller id, or
+        the ones given); refused when the number is on the national or internal DNC list."""
+        if campaign:
+            with self.connect() as conn:
+                try:
+                    settings = store.load_campaign(conn, campaign)
+                except CallRouterError as exc:
+                    raise ValueError(str(exc)) from None
+            gateway, caller_id, region = gateway or settings.gateway, caller_id or settings.caller_id, settings.region
+        if not gateway:
+            raise ValueError("which gateway? give a campaign or a gateway")
+        try:
+            phone = normalise(number, region)
+        except InvalidNumber as exc:
+            raise ValueError(str(exc)) from None
+        with self.connect() as conn:
+            if store.on_dnc(conn, campaign, phone):
+                raise ValueError(f"{phone} is on a do-not-call list")
+        plan = _AgentFirst(agent_id, f"sofia/gateway/{gateway}/{phone}", caller_id, MANUAL_RING_TIMEOUT)
+        return {"number": phone, **self._ring_agent(plan, phone)}
+
+    def _ring_agent(self, plan: _AgentFirst, phone: str) -> dict[str, Any]:
+        agent = self._free_agent(plan.agent)
+        node = self.node()
+        if node is None or not node.up:
+            raise ValueError("FreeSWITCH is not connected")
+        leg = str(uuidlib.uuid4())
+        variables = {"origination_uuid": leg, "originate_timeout": f"{self.acd.settings.ring_seconds:g}",
+                     "ignore_early_media": "true", "origination_caller_id_number": phone,
+                     VAR_ENTRY: DIALER_ENTRY, VAR_AGENT: plan.agent, VAR_DIAL: plan.endpoint,
+                     VAR_DIAL_CID: plan.caller_id or "0", VAR_CAMPAIGN: plan.campaign,
+                     VAR_CONTACT: str(plan.contact_id or "")}
+        self.agent_first[leg] = plan
+        try:
+            result = node.bgapi_async(commands.originate(agent.contacts.get(node.name) or f"user/{plan.agent}",
+                                                         variables))
+        except EslError as exc:
+            del self.agent_first[leg]
+            raise ValueError(f"cannot ring agent {plan.agent}: {exc}") from None
+        self.spawn(self._await_agent, leg, result)
+        log.info("ringing agent %s first for %s (leg %s)", plan.agent, phone, leg)
+        return {"agent": plan.agent, "agent_leg": leg}
+
+    def _await_agent(self, leg: str, result: Any) -> None:
+        """The agent did not answer: the contact was never called, so it goes back to the pool."""
+        try:
+            body = (result.get(timeout=self.acd.settings.ring_seconds + JOB_MARGIN) or "").strip()
+        except (EslError, gevent.Timeout):
+            body = ""
+        if body.startswith("+OK"):
+            return
+        plan = self.agent_first.pop(leg, None)
+        if plan is not None:
+            self.offered.pop(plan.contact_id, None)
+            log.info("agent %s did not take the call to %s: %s", plan.agent, plan.endpoint, body or "no answer")
+
     # ------------------------------------------------------------------ the calls
     def handle(self, call: Call, resumed: bool) -> None:
+        call.labels["entry"] = DIALER_ENTRY
+        plan = self.agent_first.pop(call.uuid, None) or (self._adopted_plan(call) if resumed else None)
+        if plan is not None:
+            self._agent_first_call(call, plan, resumed)
+            return
         variables = call.caller.variables
-        name = variables.get(VAR_CAMPAIGN, "")
-        runner = self.runners.get(name)
-        entry = runner.open.get(call.uuid) if runner is not None else None
-        if entry is None:  # adopted after a restart, or its campaign no longer dials here
+        entry = self.open.get(call.uuid)
+        if entry is None:  # adopted after a restart or a takeover
             with self.connect() as conn:
-                campaign = store.load_campaign(conn, name)
                 attempt = store.attempt(conn, call.uuid)
-                contact = store.load_contact(conn, int(variables[VAR_CONTACT])) if attempt else None
+                contact = store.load_contact(conn, attempt.contact_id) if attempt else None
             if attempt is None or contact is None or attempt.ended_at is not None:
-                log.error("call %s: no open attempt of campaign %s; hanging up", call.uuid, name)
+                log.error("call %s: no open attempt of campaign %s; hanging up", call.uuid,
+                          variables.get(VAR_CAMPAIGN, ""))
                 call.hangup()
                 return
-            entry = _Open(attempt, contact)
-            if runner is not None:
-                runner.open[call.uuid] = entry
-        else:
-            campaign = runner.campaign
-        call.labels["entry"] = DIALER_ENTRY
+            entry = self.open.setdefault(call.uuid, _Open(attempt, contact))
+        entry.handled = True
+        runner = self.runners.get(entry.attempt.campaign)
         attempt, contact = entry.attempt, entry.contact
         try:
+            if runner is not None:
+                campaign = runner.campaign
+            else:
+                with self.connect() as conn:
+                    campaign = store.load_campaign(conn, attempt.campaign)
+            # A leg adopted (or handed back after an outage) before its answer is watched to it.
+            if resumed and not entry.answered:
+                self._await_answer(call, campaign)
+            entry.answered = True
             disposition = self._converse(call, campaign, runner, entry)
         except (gevent.GreenletExit, Resumed):
             raise  # the call goes on: a restarted engine, or this one after the outage, carries on
         except BaseException:
-            self.close(runner, attempt, contact, self._interrupted(attempt))
+            self.close(attempt, contact, self._interrupted(attempt, call.caller.hangup_cause))
             raise
-        self.close(runner, attempt, contact, disposition)
+        self.close(attempt, contact, disposition)
+
+    def _await_answer(self, call: Call, campaign: Campaign) -> None:
+        """Wait for an adopted leg's answer (FreeSWITCH marks endpoint_disposition ANSWER then);
+        CallGone when it ends unanswered, which `handle` closes with the hangup cause."""
+        if call.api(commands.getvar(call.uuid, "endpoint_disposition")).strip() != "ANSWER":
+            call.wait_for(lambda item: getattr(item, "name", "") in ("CHANNEL_ANSWER", "CHANNEL_PARK"),
+                          campaign.ring_timeout + JOB_MARGIN, "answer of a ringing campaign call")
 
     @staticmethod
-    def _interrupted(attempt: Attempt) -> str:
+    def _interrupted(attempt: Attempt, cause: str) -> str:
         """The disposition of an attempt whose called party hung up (or whose handler failed)."""
+        if attempt.answered_at is None:
+            return CAUSE_DISPOSITIONS.get(cause, Disposition.NO_ANSWER).value  # ended while ringing
         if attempt.connected_at is not None:
             return Disposition.ANSWERED.value
         if attempt.abandoned:
@@ -489,17 +748,23 @@ class Dialer:
             return Disposition.ABANDONED.value
         if attempt.answered_at is None:
             attempt.answered_at = utc(self.clock())
-        if stage not in ("queue", "talking"):
+        if not stage:
             attempt.amd_result = self._amd(call)
             if attempt.amd_result == "MACHINE":
+                # AMD concludes at the greeting's end: a message left now is recorded after the beep.
                 if campaign.machine_message:
-                    call.playback(campaign.machine_message)
                     attempt.message_played = campaign.machine_message
+                    call.playback(campaign.machine_message)
                 call.hangup()
                 return Disposition.MACHINE.value
         greeting_end = self.clock()
-        if runner is not None:
-            runner.answered_live(call.uuid, greeting_end)
+        entry.ringing = False
+        if runner is not None and not stage:
+            runner.answered_live(attempt, greeting_end)
+        if campaign.mode is Mode.BROADCAST:
+            return self._broadcast(call, campaign, attempt, queued=stage in ("queue", STAGE_TALKING))
+        if campaign.mode is Mode.SURVEY:
+            return self._survey(call, campaign, attempt, resumed=stage == STAGE_IVR)
         # No agent free now: none can be connected within the grace (the ACD's max-wait does not
         # run while an agent rings), so the called party hears the message at once.
         if campaign.queue and (stage or self.acd.router.available(campaign.queue)):
@@ -510,8 +775,6 @@ class Dialer:
                 attempt.agent = outcome.agent or ""
                 attempt.abandoned = stage == "" and is_abandoned(greeting_end, connected)
                 return Disposition.ANSWERED.value
-        else:
-            log.error("campaign %s has no queue to put its answered calls through", campaign.name)
         attempt.abandoned = True
         call.set_vars(**{VAR_STAGE: STAGE_ABANDONED})
         if campaign.abandon_message:
@@ -519,6 +782,55 @@ class Dialer:
             call.playback(campaign.abandon_message)
         call.hangup()
         return Disposition.ABANDONED.value
+
+    def _broadcast(self, call: Call, campaign: Campaign, attempt: Attempt, *, queued: bool) -> str:
+        """The message, then its keys: the agent key joins the campaign's queue (the called party
+        chose to wait: no abandon grace), the opt-out key puts the number on the internal DNC list.
+        An adopted call already in the queue goes on waiting there."""
+        attempt.connected_at = attempt.connected_at or utc(self.clock())  # the message took the call
+        attempt.message_played = campaign.message
+        keys = campaign.agent_key + campaign.opt_out_key
+        if queued:
+            digit = campaign.agent_key
+        elif keys:
+            call.set_vars(**{VAR_STAGE: STAGE_MESSAGE})
+            digit = call.play_and_get_digits(campaign.message, tries=1, timeout_ms=KEY_WAIT_MS, terminators="none",
+                                             regex=f"[{re.escape(keys)}]")
+        else:
+            call.set_vars(**{VAR_STAGE: STAGE_MESSAGE})
+            call.playback(campaign.message)
+            digit = ""
+        if digit and digit == campaign.opt_out_key:
+            with self.connect() as conn:
+                store.add_dnc(conn, [attempt.phone], "internal", f"opt-out:{call.uuid}")
+            log.info("campaign %s: %s opted out (call %s)", campaign.name, attempt.phone, call.uuid)
+            if campaign.opt_out_message:
+                call.playback(campaign.opt_out_message)
+            call.hangup()
+            return Disposition.DNC.value
+        if digit and digit == campaign.agent_key:
+            outcome = self.acd.enqueue(call, campaign.queue, priority=self.settings.priority)
+            if outcome.result == ANSWERED:
+                attempt.agent = outcome.agent or ""
+        call.hangup()
+        return Disposition.ANSWERED.value
+
+    def _survey(self, call: Call, campaign: Campaign, attempt: Attempt, *, resumed: bool) -> str:
+        """The campaign's IVR flow (answers stored by its survey nodes under this call's Unique-ID);
+        an adopted call goes on at the node saved on its channel."""
+        flows = self.flows.current
+        flow = flows.flows[campaign.flow]
+        variables = call.caller.variables
+        start = variables.get(VAR_NODE) if resumed and variables.get(VAR_FLOW) == flow.name else None
+        if start not in flow.nodes:
+            start = None
+            call.set_vars(**{VAR_STAGE: STAGE_IVR})
+        attempt.connected_at = attempt.connected_at or utc(self.clock())  # the flow took the call
+        try:
+            self.ivr.run(call, flows, flow, start)
+        except FlowEnded:
+            pass
+        return Disposition.ANSWERED.value
 
     def _amd(self, call: Call) -> str:
         """The AMD result left on the leg once the greeting is over (NOTSURE after amd_timeout)."""
@@ -530,14 +842,118 @@ class Dialer:
             call.sleep(AMD_POLL)
         return "NOTSURE"
 
-    def close(self, runner: CampaignRunner | None, attempt: Attempt, contact: Contact, disposition: str) -> None:
-        """Record the attempt's end and what it means for its contact (retry rules)."""
+    # ------------------------------------------------------------------ agent first
+    def _adopted_plan(self, call: Call) -> _AgentFirst | None:
+        """An agent's leg rung first, adopted after a restart: its plan from its channel variables."""
+        endpoint = call.api(commands.getvar(call.uuid, VAR_DIAL)).strip()
+        if not endpoint or endpoint == "_undef_" or endpoint.startswith("-ERR"):
+            return None
+        variables = call.caller.variables
+        contact = variables.get(VAR_CONTACT, "")
+        return _AgentFirst(variables.get(VAR_AGENT, ""), endpoint, "", 0.0, variables.get(VAR_CAMPAIGN, ""),
+                           int(contact) if contact.isdigit() else 0)
+
+    def _agent_first_call(self, call: Call, plan: _AgentFirst, resumed: bool) -> None:
+        """The agent answered: call the contact from the agent's call, bridge, and close the attempt
+        (keyed by the agent leg's Unique-ID, known before anything is dialled) when either hangs up."""
+        call.labels["agent"] = plan.agent
+        self.offered.pop(plan.contact_id, None)
+        attempt = contact = None
+        if resumed:
+            with self.connect() as conn:
+                attempt = store.attempt(conn, call.uuid)
+                contact = store.load_contact(conn, attempt.contact_id) if attempt else None
+            if attempt is not None and attempt.ended_at is None:
+                self._adopted_talk(call, attempt, contact)
+            else:
+                call.hangup()
+            return
+        if plan.campaign:
+            attempt, contact = self._agent_first_attempt(call, plan)
+            if attempt is None:
+                call.hangup()
+                return
+        try:
+            leg = call.originate(plan.endpoint, {"origination_caller_id_number": plan.caller_id or "0"},
+                                 role="outbound", timeout=plan.ring_timeout)
+        except OriginateFailed as failed:
+            log.info("call %s: %s not reached: %s", call.uuid, plan.endpoint, failed.cause)
+            if attempt is not None:
+                self.close(attempt, contact, CAUSE_DISPOSITIONS.get(failed.cause, Disposition.NO_ANSWER).value)
+            call.hangup()
+            return
+        except BaseException:
+            if attempt is not None:
+                self.close(attempt, contact, Disposition.NO_ANSWER.value)
+            raise
+        if attempt is not None:
+            attempt.answered_at = attempt.connected_at = utc(self.clock())
+        call.bridge(leg)
+        call.set_vars(**{VAR_STAGE: STAGE_TALKING})
+        self._talk(call, leg, attempt, contact)
+
+    def _agent_first_attempt(self, call: Call, plan: _AgentFirst) -> tuple[Attempt | None, Contact | None]:
+        """The last-moment check, then the attempt's row before the contact is dialled."""
+        runner = self.runners.get(plan.campaign)
+        if runner is None:
+            log.error("call %s: campaign %s no longer runs here; the contact is not called", call.uuid, plan.campaign)
+            return None, None
+        now = utc(self.clock())
+        with self.connect() as conn:
+            contact = store.load_contact(conn, plan.contact_id)
+        history = runner.history_of(contact, now)
+        with self.connect() as conn:
+            if runner.refusal(conn, contact, history):
+                return None, None
+            attempt = Attempt(plan.campaign, contact.id, contact.phone, call.uuid, now, agent=plan.agent)
+            contact.state = ContactState.DIALING
+            store.record_attempt(conn, attempt)
+            store.save_contact(conn, contact)
+        runner.figures.dialed += 1
+        return attempt, contact
+
+    def _talk(self, call: Call, leg: Any, attempt: Attempt | None, contact: Contact | None) -> None:
+        """Until the contact or the agent hangs up; then the attempt is answered."""
+        try:
+            while not leg.hungup:
+                call.next_item(60.0)
+        except CallGone:
+            pass
+        finally:
+            if attempt is not None and contact is not None:
+                self.close(attempt, contact, Disposition.ANSWERED.value)
+        call.hangup()
+
+    def _adopted_talk(self, call: Call, attempt: Attempt, contact: Contact) -> None:
+        """An agent-first call adopted after a restart: its contact's leg comes from reconciliation
+        (callrouter_parent); without one the contact was never reached."""
+        deadline = self.clock() + ADOPT_WAIT
+        leg = None
+        while leg is None and self.clock() < deadline:
+            leg = next((l for l in call.legs.values() if l.role == "outbound"), None)
+            if leg is None:
+                call.next_item(deadline - self.clock())
+        if leg is None:
+            self.close(attempt, contact, Disposition.NO_ANSWER.value)
+            call.hangup()
+            return
+        attempt.answered_at = attempt.answered_at or utc(self.clock())
+        attempt.connected_at = attempt.connected_at or attempt.answered_at
+        self._talk(call, leg, attempt, contact)
+
+    # ------------------------------------------------------------------ closing
+    def close(self, attempt: Attempt, contact: Contact, disposition: str) -> None:
+        """Record the attempt's end and what it means for its contact (retry rules), once."""
+        self.open.pop(attempt.uuid, None)
         attempt.disposition = disposition
         attempt.ended_at = utc(self.clock())
-        campaign = runner.campaign if runner is not None else None
+        runner = self.runners.get(attempt.campaign)
         with self.connect() as conn:
-            campaign = campaign or store.load_campaign(conn, attempt.campaign)
-            store.record_attempt(conn, attempt)
+            campaign = runner.campaign if runner is not None else store.load_campaign(conn, attempt.campaign)
+            if not store.close_attempt(conn, attempt):
+                log.info("campaign %s: attempt %s was closed already", attempt.campaign, attempt.uuid)
+                return
+            contact = store.load_contact(conn, contact.id, lock=True)
             store.save_contact(conn, after_attempt(campaign, contact, disposition, attempt.ended_at))
         log.info("campaign %s: contact %d %s (attempt %s%s)", attempt.campaign, contact.id, disposition,
                  attempt.uuid, ", abandoned" if attempt.abandoned else "")

@@ -4,12 +4,13 @@ owns the transaction."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, time
+from datetime import datetime, time, timezone
 from typing import Any, Iterable
 
 import psycopg
 from psycopg.types.json import Jsonb
 
+from engine.dialer.compliance import PeriodFigures, period_of
 from engine.dialer.model import (
     AbandonRule, Attempt, CallingWindow, Campaign, CampaignState, Contact, ContactState, Mode, RetryRule,
 )
@@ -31,7 +32,9 @@ def _settings(campaign: Campaign) -> dict[str, Any]:
                    "weekdays": sorted(campaign.window.weekdays)},
         "abandon_rule": campaign.abandon_rule.value, "abandon_cap": campaign.abandon_cap,
         "abandon_message": campaign.abandon_message, "machine_message": campaign.machine_message,
-        "region": campaign.region,
+        "region": campaign.region, "message": campaign.message, "agent_key": campaign.agent_key,
+        "opt_out_key": campaign.opt_out_key, "opt_out_message": campaign.opt_out_message,
+        "max_lines": campaign.max_lines,
     }
 
 
@@ -47,7 +50,12 @@ def _campaign(name: str, mode: str, settings: dict[str, Any], state: str) -> Cam
                              frozenset(window["weekdays"])),
         abandon_rule=AbandonRule(settings["abandon_rule"]), abandon_cap=settings["abandon_cap"],
         abandon_message=settings["abandon_message"], machine_message=settings.get("machine_message", ""),
-        region=settings["region"], state=CampaignState(state))
+        region=settings["region"], state=CampaignState(state),
+        # Settings added after the first release: a campaign stored before them gets the defaults.
+        **{k: settings[k] for k in _LATER_SETTINGS if k in settings})
+
+
+_LATER_SETTINGS = ("message", "agent_key", "opt_out_key", "opt_out_message", "max_lines")
 
 
 def create_campaign(conn: psycopg.Connection, campaign: Campaign) -> None:
@@ -131,6 +139,22 @@ def record_attempt(conn: psycopg.Connection, attempt: Attempt) -> None:
         [values[c] for c in columns])
 
 
+def close_attempt(conn: psycopg.Connection, attempt: Attempt) -> bool:
+    """Write an attempt's end, once: False when it was closed already (by another greenlet or
+    engine), so its contact's retry verdict is applied exactly once."""
+    values = dataclasses.asdict(attempt)
+    columns = [c for c in values if c not in ("uuid", "campaign", "contact_id")]
+    return conn.execute(
+        f"UPDATE dial_attempt SET {', '.join(f'{c} = %s' for c in columns)} WHERE uuid = %s AND ended_at IS NULL",
+        [values[c] for c in columns] + [attempt.uuid]).rowcount == 1
+
+
+def leg_record(conn: psycopg.Connection, uuid: str) -> tuple[datetime | None, str, str] | None:
+    """(answer_stamp, hangup_cause, agent) of the leg's CDR, if an engine wrote one."""
+    return conn.execute("SELECT answer_stamp, coalesce(hangup_cause, ''), coalesce(agent, '') FROM cdr "
+                        "WHERE uuid = %s", (uuid,)).fetchone()
+
+
 def attempts(conn: psycopg.Connection, campaign: str) -> list[Attempt]:
     fields = [f.name for f in dataclasses.fields(Attempt)]
     rows = conn.execute(f"SELECT {', '.join(fields)} FROM dial_attempt WHERE campaign = %s ORDER BY started_at, uuid",
@@ -149,8 +173,9 @@ def attempt(conn: psycopg.Connection, uuid: str) -> Attempt | None:
     return Attempt(*row) if row else None
 
 
-def load_contact(conn: psycopg.Connection, contact_id: int) -> Contact:
-    return _contact(conn.execute(_CONTACT + " WHERE id = %s", (contact_id,)).fetchone())
+def load_contact(conn: psycopg.Connection, contact_id: int, *, lock: bool = False) -> Contact:
+    return _contact(conn.execute(_CONTACT + " WHERE id = %s" + (" FOR UPDATE" if lock else ""),
+                                 (contact_id,)).fetchone())
 
 
 def recent_attempts(conn: psycopg.Connection, campaign: str, since: datetime) -> list[tuple[int, datetime, bool]]:
@@ -185,25 +210,40 @@ def schedule_callback(conn: psycopg.Connection, campaign: str, contact_id: int, 
                         "RETURNING id", (campaign, contact_id, due_at, agent)).fetchone()[0]
 
 
-def status(conn: psycopg.Connection, name: str) -> dict[str, Any]:
-    """What `campaign status` shows: contacts by state, attempts, answer and abandon rates."""
+def status(conn: psycopg.Connection, name: str, now: datetime | None = None) -> dict[str, Any]:
+    """What `campaign status` and `watch` show: contacts by state, dial, answer and abandon rates,
+    the current abandon period against the cap and its remaining budget, and an ETA at the pace so far."""
     campaign = load_campaign(conn, name)
+    now = now or datetime.now(timezone.utc)
     by_state = dict(conn.execute("SELECT state, count(*) FROM contact WHERE campaign = %s GROUP BY state",
                                  (name,)).fetchall())
+    started_at = conn.execute("SELECT started_at FROM campaign WHERE name = %s", (name,)).fetchone()[0]
+    period_start, period_end = period_of(campaign.abandon_rule, started_at or now, now)
     row = conn.execute(
-        "SELECT count(*), count(answered_at), count(*) FILTER (WHERE answered_at IS NOT NULL AND amd_result <> "
-        "'MACHINE'), count(*) FILTER (WHERE abandoned), min(started_at), max(started_at) "
-        "FROM dial_attempt WHERE campaign = %s", (name,)).fetchone()
-    total, answered, live, abandoned, first, last = row
+        "SELECT count(*), count(*) FILTER (WHERE answered_at IS NOT NULL AND amd_result <> 'MACHINE'), "
+        "count(*) FILTER (WHERE abandoned), min(started_at), max(started_at), "
+        "count(*) FILTER (WHERE answered_at >= %s AND amd_result <> 'MACHINE'), "
+        "count(*) FILTER (WHERE answered_at >= %s AND abandoned), "
+        "count(*) FILTER (WHERE started_at >= %s - interval '1 hour') "
+        "FROM dial_attempt WHERE campaign = %s", (period_start, period_start, now, name)).fetchone()
+    total, live, abandoned, first, last, period_live, period_abandoned, last_hour = row
     hours = (last - first).total_seconds() / 3600 if first and last and last > first else 0.0
+    left = sum(by_state.get(s.value, 0) for s in (ContactState.NEW, ContactState.RETRY, ContactState.DIALING))
+    closed = sum(by_state.values()) - left
+    elapsed = (now - started_at).total_seconds() if started_at else 0.0
+    figures = PeriodFigures(period_start, period_end, period_live, period_abandoned, campaign.abandon_cap)
     return {
         "campaign": name, "mode": campaign.mode.value, "state": campaign.state.value,
-        "contacts": sum(by_state.values()), "contacts_left": by_state.get("new", 0) + by_state.get("retry", 0),
-        "contacts_by_state": by_state, "attempts": total,
+        "contacts": sum(by_state.values()), "contacts_left": left,
+        "contacts_by_state": by_state, "attempts": total, "attempts_last_hour": last_hour,
         "dial_rate_per_hour": round(total / hours, 3) if hours else None,
         "answer_rate": round(live / total, 6) if total else None,
         "abandon_rate": round(abandoned / live, 6) if live else 0.0,
         "abandon_cap": campaign.abandon_cap, "abandon_rule": campaign.abandon_rule.value,
+        "period_start": period_start, "period_end": period_end,
+        "period_abandon_rate": round(figures.rate, 6), "abandon_budget": round(figures.budget, 3),
+        # Contacts still to close at the rate they have been closed since the start.
+        "eta_seconds": round(left * elapsed / closed) if left and closed and elapsed > 0 else (0 if not left else None),
     }
 
 
