@@ -51,7 +51,7 @@ from engine.calls.leg import Leg
 from engine.cdr.queue_log import QueueEvent, QueueEventKind
 from engine.config import AcdSettings
 from engine.channelvars import VAR_AGENT, VAR_QUEUE, VAR_STAGE
-from engine.errors import CallGone, CommandFailed, EslError, NotConnected
+from engine.errors import CallGone, CommandFailed, CommandTimeout, EslError, NotConnected
 from engine.esl import commands
 from engine.ivr.ports import (
     ANSWERED, EXIT_KEY, NO_AGENTS, TIMEOUT, Announce, Position, QueueOutcome, QueueStatus,
@@ -850,11 +850,13 @@ class Acd:
         self.poke()
         deadline = self.clock() + self.transfer_wait
         answered: AgentAnswered | None = None
-        agent_gone = False
+        agent_gone = agent_parked = False
         try:
             while consult.state is not None:
                 item = call.next_item(max(0.0, deadline - self.clock()) if answered is None else 60.0)
                 event = None
+                if getattr(item, "unique_id", None) == talk.leg.uuid and item.name == "CHANNEL_PARK":
+                    agent_parked = True
                 if isinstance(item, ConsultControl):
                     event = item.event
                 elif isinstance(item, AgentAnswered) and self._answered.get(consult.member) is item:
@@ -875,6 +877,7 @@ class Acd:
                 log.info("call %s: attended transfer to %s: %s -> %s (%s)", call.uuid, target, before.value,
                          consult.state.value if consult.state else "over", action.value)
                 if action is ConsultAction.CONSULT:
+                    agent_parked = False
                     call.api(commands.uuid_bridge(talk.leg.uuid, answered.leg.uuid))
                     call.api(commands.break_media(call.uuid))  # the caller, out of the bridge, parks:
                     self._hold(call, settings)  # music again
@@ -882,6 +885,8 @@ class Acd:
                     self._end_consult(call, consult, answered)
                     call.api(commands.break_media(call.uuid))
                     if before is Consult.CONSULTING:  # the caller had left the bridge for the consult
+                        if not agent_parked:  # out of the bridge with the target first (park_after_bridge)
+                            self._await_park(call, talk.leg)
                         call.bridge(talk.leg)
                 elif action is ConsultAction.CONNECT and answered is not None and not answered.leg.hungup:
                     self._connect_target(call, talk, consult, answered)
@@ -901,6 +906,14 @@ class Acd:
             if consult.member != talk.member:  # the consult did not become the conversation
                 self._consult_calls.pop(consult.member, None)
             self._one_shot.discard(consult.member)
+
+    @staticmethod
+    def _await_park(call: Call, leg: Leg) -> None:
+        try:
+            call.wait_for(lambda item: getattr(item, "unique_id", None) == leg.uuid and item.name in (
+                "CHANNEL_PARK", "CHANNEL_HANGUP"), 5.0, f"agent leg {leg.uuid} parked")
+        except CommandTimeout as exc:
+            log.warning("call %s: %s; bridging anyway", call.uuid, exc)
 
     def _own_place(self, call: Call, queue: str, talk: _Talk) -> _Onward:
         """The caller's place in its own queue, where it goes back if a transfer finds nobody:
