@@ -15,14 +15,17 @@ From the queue log (engine/cdr/queue_log.py), pure functions:
   keeps its own; the others draw theirs from the curve *given that it exceeded their wait*
   (inverse transform of S(t) / S(wait)); a call without a recorded handle time draws one of its
   queue's (else the day's). Agents ring for the day's mean ring time of answered calls.
-- `recorded_roster`: who was Available when, from LOGIN / STATUS / LOGOUT; `uniform_roster`
-  (N agents all day) and `load_roster` (a staffing file) give the what-if ones.
+- `recorded_roster`: who was Available when, from LOGIN / STATUS / LOGOUT (with the ACD file's
+  skills and tiers, or as generalists serving every queue); `uniform_roster` (N generalists
+  through the day's `opening_hours`) and `load_roster` (a staffing file) give the what-if ones.
 
 `replay` plays the plan through RouterDriver on the virtual clock; `recorded_figures` counts the
 day as it happened with the same formulas (engine.acd.whatif.figures). What the replay does not
 reproduce: an agent who let a call ring out (agents here always answer), queue time-outs and
 overflows (their callers wait as their patience says), and wrap-up as configured: the recorded
 wrap-up is part of each call's handle time instead, so configured wrap-up times are set to 0.
+Transfers keep their recorded times: the target queue's ENTER is an arrival of its own. One run
+is one draw of the unknown patiences and handle times: --seed gives another.
 """
 from __future__ import annotations
 
@@ -39,12 +42,13 @@ from typing import Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 import gevent
+import psycopg
 
 from engine.acd.model import Agent, AgentStatus, Queue, Tier
 from engine.acd.routing import Router
 from engine.acd.whatif import QUEUE_VARIABLE, CallOutcome, RouterDriver, WhatIfReport, figures
 from engine.cdr.queue_log import AGENT_STATE_EVENTS, QueueEvent, QueueEventKind
-from engine.errors import ConfigError
+from engine.errors import CallRouterError
 from engine.simulator.clock import VirtualClock
 from engine.simulator.population import Caller, PlannedCall
 from engine.simulator.runner import Simulation
@@ -59,7 +63,7 @@ NODE = "replay"
 TOP_LEVEL = 10  # a generalist agent's level in every skill the queues require
 
 
-class ReplayError(ConfigError):
+class ReplayError(CallRouterError):
     """The recorded day cannot be replayed as asked (nothing recorded, nobody to staff it)."""
 
 
@@ -515,7 +519,7 @@ def day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
     return start, datetime.combine(day + timedelta(days=1), time(), zone)
 
 
-def read_queue_log(conn, since: datetime, until: datetime) -> list[QueueEvent]:
+def read_queue_log(conn: psycopg.Connection, since: datetime, until: datetime) -> list[QueueEvent]:
     """The queue log rows a replay of [since, until) needs: every event of the calls that entered a
     queue then (to their end, however late), agent-less WRAP_UPs up to a day later, and each
     agent's last status change before `since` with those until `until`."""

@@ -15,7 +15,6 @@ import pytest
 
 from engine.acd import replay as rp
 from engine.acd.model import AgentStatus, Queue
-from engine.cdr.queue_log import QueueEvent
 from engine.errors import ConfigError
 from tests.cdr.dataset import DAY, EVENTS
 
@@ -155,8 +154,8 @@ def test_a_staffing_file_on_the_day_the_clocks_go_back(tmp_path):
 @pytest.mark.parametrize("text,error", [
     ("groups: {a: {queues: [nosuch]}}\nintervals: []\n", "no queue nosuch"),
     ("groups: {a: {}}\nintervals: [{from: '08:00', to: '09:00', agents: {b: 1}}]\n", "no group 'b'"),
-    ("groups: {a: {}}\nintervals: [{from: '08:00', to: '10:00', agents: {a: 1}},"
-     " {from: '09:00', to: '11:00', agents: {a: 1}}]\n", "overlaps"),
+    (("groups: {a: {}}\nintervals: [{from: '08:00', to: '10:00', agents: {a: 1}},"
+      " {from: '09:00', to: '11:00', agents: {a: 1}}]\n"), "overlaps"),
     ("groups: {a: {}}\nintervals: [{from: '10:00', to: '09:00', agents: {a: 1}}]\n", "later than from"),
 ])
 def test_staffing_file_mistakes_are_named_where_they_are(tmp_path, text, error):

@@ -47,7 +47,7 @@ def recorded_day(seed: int) -> tuple[list[QueueEvent], dict]:
     now, n = 0.0, 0
     while (now := now + rng.expovariate(PER_HOUR / 3600)) < close:
         n += 1
-        call = dict(queue="sales", call_uuid=f"call-{n}")
+        call = {"queue": "sales", "call_uuid": f"call-{n}"}
         truth["offered"] += 1
         log(now, "ENTER", caller_id_number=f"555{n:04d}", position=1, **call)
         patience, talk = rng.expovariate(1 / PATIENCE), rng.expovariate(1 / TALK)
