@@ -148,16 +148,15 @@ class EngineProcess:
         return self._request("POST", "/agents/status", {"agent": agent, "status": status, "reason": reason})
 
     def metric(self, name: str) -> float | None:
-        """One unlabelled sample from /metrics."""
+        """The sum of a metric's samples (over every label set) from /metrics; None if absent."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
                 text = response.read().decode()
         except OSError:
             return None
-        for line in text.splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        return None
+        samples = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith((name + " ", name + "{"))]
+        return sum(samples) if samples else None
 
     def rss(self) -> int:
         """Resident set size of the engine process, in bytes."""
