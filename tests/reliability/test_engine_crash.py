@@ -1,7 +1,9 @@
 """The engine SIGKILLed with calls in the IVR, waiting in the queue and talking, then restarted:
 `callrouter run` as a separate process against a simulated node over TCP, with a PostgreSQL of
 its own. The restarted engine adopts every call still up, serves the callers who were waiting in
-the order they ORIGINALLY joined (read from the queue log), and agents keep their status."""
+the order they ORIGINALLY joined (read from the queue log) even though an agent freed during the
+outage is ready before all of them have rejoined, and agents keep their status (On Break with its
+reason, Available)."""
 from __future__ import annotations
 
 import re
@@ -60,7 +62,7 @@ def test_a_killed_engine_restarted_adopts_every_call_keeps_queue_order_and_agent
         talking = [centre.place() for _ in SERVING]
         waiting = []
         for _ in range(4):
-            time.sleep(0.2)  # distinct join times, in an order their Unique-IDs do not follow
+            time.sleep(0.2)  # distinct join times; their (random) Unique-IDs say nothing of that order
             waiting.append(centre.place())
         wait_until(lambda: engine.stages().get("talking") == 3 and engine.stages().get("queue") == 4, 20,
                    "three callers talking and four waiting")
@@ -105,5 +107,5 @@ def test_a_killed_engine_restarted_adopts_every_call_keeps_queue_order_and_agent
         "waiting callers are served in the order they originally joined"
     assert set(first_rings(pg.dsn, [*waiting, *in_ivr])[-2:]) == set(in_ivr), \
         "callers still in the IVR at the kill joined behind those waiting"
-    assert cdr_counts(pg.dsn, callers) == dict.fromkeys(callers, 1), "one CDR per caller, none twice"
+    assert cdr_counts(pg.dsn, callers) == dict.fromkeys(callers, 1), "every caller has its CDR"
     assert agents_after[ON_BREAK]["status"] == "On Break" and agents_after[ON_BREAK]["calls_answered"] == 0
