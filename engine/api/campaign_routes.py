@@ -1,4 +1,5 @@
-"""The dialer's endpoints: campaigns listed, their live status, and their control."""
+"""The dialer's endpoints: campaigns listed, their live status and control, preview offers to
+agents, and click-to-call (the agent's phone rings first, then the number)."""
 from __future__ import annotations
 
 from typing import Any
@@ -13,4 +14,11 @@ def campaign_routes(dialer: Any) -> dict[tuple[str, str], Route]:
         ("GET", "/campaigns/status"): lambda env: answer(lambda q: dialer.status(q.get("campaign", "")), env),
         ("POST", "/campaigns/control"): lambda env: answer(lambda q: dialer.control(
             q.get("campaign", ""), q.get("action", "")), env),
+        ("GET", "/campaigns/preview"): lambda env: answer(lambda q: dialer.preview(
+            q.get("campaign", ""), q.get("agent", "")), env),
+        ("POST", "/campaigns/preview"): lambda env: answer(lambda q: dialer.preview_answer(
+            q.get("campaign", ""), q.get("agent", ""), q.get("action", "")), env),
+        ("POST", "/campaigns/call"): lambda env: answer(lambda q: dialer.click_to_call(
+            q.get("agent", ""), q.get("number", ""), campaign=q.get("campaign", ""), gateway=q.get("gateway", ""),
+            caller_id=q.get("caller_id", ""), region=q.get("region", "US")), env),
     }

@@ -9,11 +9,12 @@ import sys
 from datetime import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from engine.cli.common import config_options, database_connection, friendly_errors
+from engine.cli.common import build_config, config_options, database_connection, friendly_errors
 from engine.dialer import store
 from engine.dialer.compliance import InvalidNumber, abandon_periods, normalise
 from engine.dialer.importer import RowError, read_contacts
@@ -33,6 +34,8 @@ def COMMAND() -> None:
       callrouter campaign dnc registry.txt --list national
       callrouter campaign start sales                  (pause, resume, stop)
       callrouter campaign status sales
+      callrouter campaign watch sales                  live view; --once --json for scripts
+      callrouter campaign call --agent 1001 +12125550199   click-to-call: the agent's phone first
       callrouter campaign compliance sales --csv       every attempt, for a regulator
       callrouter campaign simulate --mode predictive --agents 20 --answer-rate 0.3 --aht 120 --hours 8
     """
@@ -60,6 +63,13 @@ def _time(text: str) -> time:
 @click.option("--abandon-rule", type=click.Choice([r.value for r in AbandonRule]), default="TSR", show_default=True)
 @click.option("--abandon-cap", type=click.FloatRange(min=0.001, max=0.03), default=0.03, show_default=True)
 @click.option("--abandon-message", default="", help="What an abandoned call hears: who calls, a number to call back.")
+@click.option("--machine-message", default="", help="Left on answering machines after the beep; empty: hang up on them.")
+@click.option("--message", default="", help="Broadcast: what answered calls hear.")
+@click.option("--agent-key", default="", help="Broadcast: the key that reaches an agent in --queue (e.g. 1).")
+@click.option("--opt-out-key", default="9", show_default=True, help="Broadcast: the key that puts the number on the internal DNC list.")
+@click.option("--opt-out-message", default="", help="Broadcast: the opt-out's confirmation.")
+@click.option("--max-lines", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Broadcast and survey: calls at once.")
 @click.option("--region", default="US", show_default=True, help="Country of numbers written without +country code.")
 @config_options
 @friendly_errors
@@ -67,8 +77,11 @@ def create(name: str, mode: str, window: str, abandon_rule: str, config_path: Pa
            **settings: Any) -> None:
     """Create a campaign (in state draft)."""
     start, _, end = window.partition("-")
-    campaign = Campaign(name, mode=Mode(mode), window=CallingWindow(_time(start), _time(end)),
-                        abandon_rule=AbandonRule(abandon_rule), **settings)
+    try:
+        campaign = Campaign(name, mode=Mode(mode), window=CallingWindow(_time(start), _time(end)),
+                            abandon_rule=AbandonRule(abandon_rule), **settings)
+    except ValueError as exc:
+        raise CallRouterError(str(exc)) from None
     with database_connection(config_path, data_dir) as conn:
         store.create_campaign(conn, campaign)
     click.echo(f"campaign {name} created ({mode}, draft)")
@@ -97,9 +110,11 @@ def _state_command(action: str) -> click.Command:
     def command(name: str, config_path: Path | None, data_dir: Path | None) -> None:
         with database_connection(config_path, data_dir) as conn:
             state = store.change_state(conn, name, action)
-        click.echo(f"campaign {name} is {state.value}")
+        poll = build_config(config_path, data_dir).dialer.poll_seconds
+        click.echo(f"campaign {name} is {state.value} (a running engine picks it up within {poll:g} s, "
+                   f"its dialer.poll_seconds)")
 
-    command.__doc__ = f"{action.capitalize()} the campaign (the running engine picks it up)."
+    command.__doc__ = f"{action.capitalize()} the campaign (in PostgreSQL, which a running engine polls)."
     return click.command(action)(command)
 
 
@@ -185,6 +200,107 @@ def status(name: str, as_json: bool, config_path: Path | None, data_dir: Path | 
         return
     for key, value in figures.items():
         click.echo(f"{key:>20}: {value}")
+
+
+def _live_status(config_path: Path | None, data_dir: Path | None, name: str) -> dict[str, Any]:
+    """The campaign's figures from the running engine (agents, calls in progress), else from PostgreSQL."""
+    from engine.cli.status import call_api
+
+    try:
+        status, body = call_api(config_path, data_dir, f"/campaigns/status?{urlencode({'campaign': name})}",
+                                accept=(422,), timeout=2.0)
+    except CallRouterError:  # no engine answering: the stored figures
+        with database_connection(config_path, data_dir) as conn:
+            return {k: store.to_json(v) for k, v in store.status(conn, name).items()}
+    if status == 422:
+        raise CallRouterError(body["error"])
+    return body
+
+
+def _percent(value: Any) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _watch_table(figures: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    eta = figures.get("eta_seconds")
+    table = Table("", "", title=f"campaign {figures['campaign']} ({figures['mode']}, {figures['state']})")
+    busy, idle = figures.get("agents_busy"), figures.get("agents_idle")
+    rows = [
+        ("dial rate", f"{figures['attempts_last_hour']} calls in the last hour"),
+        ("answer rate", _percent(figures["answer_rate"])),
+        ("abandon rate (period)", f"{_percent(figures['period_abandon_rate'])} of a {figures['abandon_cap']:.1%} cap "
+                                  f"({figures['abandon_rule']})"),
+        ("abandon budget left", f"{figures['abandon_budget']:g} calls"),
+        ("agents busy / idle", "-" if busy is None else f"{busy} / {idle}"),
+        ("calls in progress", str(figures.get("calls_in_progress", "-"))),
+        ("contacts left", f"{figures['contacts_left']} of {figures['contacts']}"),
+        ("ETA", "-" if eta is None else f"{eta // 3600}h{eta % 3600 // 60:02d}m"),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+@COMMAND.command("watch")
+@click.argument("name")
+@click.option("--once", is_flag=True, help="Print the figures once and exit.")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of the table (one object per refresh).")
+@click.option("--interval", type=click.FloatRange(min=0.2), default=2.0, show_default=True, help="Seconds between refreshes.")
+@config_options
+@friendly_errors
+def watch(name: str, once: bool, as_json: bool, interval: float, config_path: Path | None,
+          data_dir: Path | None) -> None:
+    """Live view: dial, answer and abandon rates against the cap, the abandon budget left, agents
+    busy and idle, contacts left and an ETA (from the running engine, else from PostgreSQL)."""
+    import time as clock
+
+    from rich.console import Console
+    from rich.live import Live
+
+    if as_json or once:
+        while True:
+            figures = _live_status(config_path, data_dir, name)
+            if as_json:
+                click.echo(json.dumps(figures))
+            else:
+                Console().print(_watch_table(figures))
+            if once:
+                return
+            clock.sleep(interval)
+    with Live(_watch_table(_live_status(config_path, data_dir, name)), refresh_per_second=4) as live:
+        try:
+            while True:
+                clock.sleep(interval)
+                live.update(_watch_table(_live_status(config_path, data_dir, name)))
+        except KeyboardInterrupt:
+            pass
+
+
+@COMMAND.command("call")
+@click.argument("number")
+@click.option("--agent", required=True, help="The agent whose phone rings first.")
+@click.option("--campaign", default="", help="Call through this campaign's gateway and caller id.")
+@click.option("--gateway", default="", help="Else: the FreeSWITCH gateway to call through.")
+@click.option("--caller-id", default="", help="The number the called party sees.")
+@click.option("--region", default="US", show_default=True, help="Country of a number written without +country code.")
+@config_options
+@friendly_errors
+def call(number: str, agent: str, campaign: str, gateway: str, caller_id: str, region: str,
+         config_path: Path | None, data_dir: Path | None) -> None:
+    """Click-to-call on the running engine: the agent's phone rings; once the agent answers, the
+    number is called and the two are connected (refused when the number is on a DNC list)."""
+    from engine.cli.status import call_api
+
+    params = {"agent": agent, "number": number, "campaign": campaign, "gateway": gateway, "caller_id": caller_id,
+              "region": region}
+    status, body = call_api(config_path, data_dir, f"/campaigns/call?{urlencode(params)}", method="POST",
+                            accept=(422,))
+    if status == 422:
+        raise CallRouterError(body["error"])
+    click.echo(f"ringing agent {body['agent']} (leg {body['agent_leg']}); {body['number']} is called once "
+               f"the agent answers")
 
 
 @COMMAND.command("compliance")
