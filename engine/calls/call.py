@@ -262,9 +262,11 @@ class Call:
     def set_vars(self, leg: Leg | None = None, **values: str) -> None:
         """Channel variables the engine keeps on the channel (they survive an engine restart)."""
         leg = leg or self.caller
-        for name, value in values.items():
-            self.api(commands.setvar(leg.uuid, name, str(value)))
-            leg.variables[name] = str(value)
+        values = {name: str(value) for name, value in values.items()}
+        if not values:
+            return
+        self.api(commands.setvar_multi(leg.uuid, values))  # one round trip, however many
+        leg.variables.update(values)
 
     def answer(self) -> None:
         if not self.caller.answered:

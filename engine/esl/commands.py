@@ -160,6 +160,24 @@ def setvar(uuid: str, name: str, value: str) -> str:
     return f"uuid_setvar {uuid} {name} {api_arg(value)}" if value else f"uuid_setvar {uuid} {name}"
 
 
+# uuid_setvar_multi splits into at most this many `name=value` items (mod_commands' argv[64]).
+SETVAR_MULTI_MAX = 64
+
+
+def setvar_multi(uuid: str, values: Mapping[str, str]) -> str:
+    """`uuid_setvar_multi <uuid> a=1;b=2`: several variables in one round trip. FreeSWITCH cuts
+    the uuid at the first space, splits the rest on `;` (one cleanup pass) and each item at its
+    first `=`; an empty value unsets the variable, as with uuid_setvar."""
+    check_uuid(uuid)
+    if not values or len(values) > SETVAR_MULTI_MAX:
+        raise UnsafeValue(f"uuid_setvar_multi takes 1 to {SETVAR_MULTI_MAX} variables, not {len(values)}")
+    items = []
+    for name, value in values.items():
+        check_var_name(name)
+        items.append(f"{name}={_escape(check_data(value, f'channel variable {name}'), ';')}")
+    return f"uuid_setvar_multi {uuid} {';'.join(items)}"
+
+
 def getvar(uuid: str, name: str) -> str:
     return f"uuid_getvar {check_uuid(uuid)} {check_var_name(name)}"
 

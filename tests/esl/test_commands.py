@@ -49,6 +49,25 @@ def test_setvar_value_reaches_freeswitch_unchanged(value):
     assert (args[3] if len(args) > 3 else "") == value  # empty unsets, as in FreeSWITCH
 
 
+@settings(max_examples=300)
+@given(st.dictionaries(var_name, safe_value, min_size=1, max_size=6))
+@example({"park_timeout": "3600:RECOVERY_ON_TIMER_EXPIRE", "note": "a;b=c 'd' \\s ;"})
+def test_setvar_multi_values_reach_freeswitch_unchanged(values):
+    line = commands.setvar_multi(UUID, values)
+    name, _, rest = line.partition(" ")
+    uuid, _, items = rest.partition(" ")  # mod_commands cuts the uuid at the first space, no cleanup
+    assert (name, uuid) == ("uuid_setvar_multi", UUID)
+    parsed = dict(item.partition("=")[::2] for item in fsparse.separate_string(items, ";", 64))
+    assert parsed == values  # an empty value unsets, as in FreeSWITCH
+
+
+@pytest.mark.parametrize("values", [{}, {f"v{i}": "x" for i in range(65)}, {"a;b": "x"}, {"a": "${uuid}"},
+                                    {"a": "x\nb"}])
+def test_setvar_multi_refuses_what_cannot_be_one_command(values):
+    with pytest.raises(UnsafeValue):
+        commands.setvar_multi(UUID, values)
+
+
 @given(safe_value.filter(bool))
 def test_broadcast_path_is_one_argument(path):
     assert fsparse.api_args(commands.broadcast(UUID, path, "both")) == ["uuid_broadcast", UUID, path, "both"]
