@@ -125,6 +125,23 @@ class Event:
             return _decode(raw)
         return raw.decode("utf-8", "replace")
 
+    def matching(self, prefix: str) -> dict[str, str]:
+        """Every header whose name starts with `prefix`, decoded (the first of a repeated name),
+        in one pass: asking for a family of names one by one scans the block once per absent name."""
+        if self.content_type in (EVENT_JSON, EVENT_XML):
+            return {k: str(v) for k, v in self._structured().items() if k.startswith(prefix)}
+        decode = _decode if self.content_type == EVENT_PLAIN else (lambda raw: raw.decode("utf-8", "replace"))
+        block, needle, out = self._block, b"\n" + prefix.encode("ascii", "replace"), {}
+        at = 0 if block.startswith(needle[1:]) else block.find(needle)
+        while at >= 0:
+            start = at + (block[at] == 0x0A)
+            end = block.find(b"\n", start)
+            name, sep, raw = block[start:end if end >= 0 else len(block)].partition(b":")
+            if sep:
+                out.setdefault(name.decode("utf-8", "replace"), decode(raw[1:] if raw[:1] == b" " else raw))
+            at = -1 if end < 0 else block.find(needle, end)
+        return out
+
     def headers(self) -> dict[str, str]:
         """Every header, decoded (for logging and CDRs; the hot path uses `get`)."""
         if self.content_type in (EVENT_JSON, EVENT_XML):

@@ -154,3 +154,16 @@ def test_json_body_survives_reencoding():
     [event] = FrameParser().feed(b"Content-Length: %d\nContent-Type: text/event-json\n\n" % len(raw) + raw)
     assert event.body == "line1\nline2: not a header\n"
     assert "line2" not in event.headers()
+
+
+@pytest.mark.parametrize("prefix", ["variable_", "Caller-", "variable_sip_", "Event-", "Unique-ID", "Nothing-", ""])
+def test_matching_gives_every_header_of_a_family_as_headers_does(prefix):
+    for frame in FrameParser().feed(STREAM):
+        expected = {name: value for name, value in frame.headers().items() if name.startswith(prefix)}
+        assert frame.matching(prefix) == expected, frame
+
+
+def test_matching_reads_the_first_line_and_a_bare_name_and_keeps_the_first_of_a_repeat():
+    block = b"variable_a: 1%0A2\nvariable_b:\nOther: x\nvariable_a: again\nvariable_c: %25"
+    frame = FrameParser().feed(b"Content-Length: %d\nContent-Type: text/event-plain\n\n%s" % (len(block), block))[0]
+    assert frame.matching("variable_") == {"variable_a": "1\n2", "variable_b": "", "variable_c": "%"}
