@@ -1,6 +1,7 @@
-"""The simulated FreeSWITCH core: directory users and gateways, channel creation for inbound
-SIP calls and for originate/bridge, the bridge itself, transfers, recordings, the event bus
-(`subscribe`/`fire`) and the api entry point (`api`, implemented in commands.py).
+"""The simulated FreeSWITCH core: directory users and gateways (the inter-node trunk among
+them), channel creation for inbound SIP calls and for originate/bridge, the bridge itself,
+transfers, recordings, the event bus (`subscribe`/`fire`) and the api entry point (`api`,
+implemented in commands.py).
 
 Everything is timed on the injected clock, so a VirtualClock run works in-process.
 """
@@ -29,6 +30,8 @@ SIP_PROFILE = "internal"
 SIP_HOST = "127.0.0.1"
 CALLER_HOST = "127.0.0.1:5080"
 DEFAULT_ORIGINATE_TIMEOUT = 60.0
+SIP_HEADER_PREFIX = "sip_h_"  # sofia's variables for custom SIP headers, sent and received
+INTERNODE_AGENT_PREFIX = "callrouter-agent-"  # freeswitch/'s inter-node extension: callrouter-agent-<user>
 LOG_LEVELS = {"CONSOLE": 0, "ALERT": 1, "CRIT": 2, "ERR": 3, "WARNING": 4, "NOTICE": 5, "INFO": 6, "DEBUG": 7}
 
 
@@ -122,6 +125,7 @@ class Switch:
         self._rng = random.Random(seed)
         self.core_uuid = self.new_uuid()
         self.started = clock.now()
+        self.running = True  # False once shut down: other nodes' trunks to it fail (GATEWAY_DOWN)
         self.ipv4 = "127.0.0.1"
         self.ipv6 = "::1"
         self.park_variables: dict[str, str] = {}
@@ -225,6 +229,17 @@ class Switch:
     def add_gateway(self, name: str, resolve: Callable[[str], Endpoint | None]) -> None:
         self.gateways[name] = resolve
 
+    def add_trunk(self, name: str, far: "Switch") -> None:
+        """The inter-node gateway `name` to the node `far` (see TrunkCall): what
+        freeswitch/sip_profiles/external/callrouter_internode.xml sets up between real nodes."""
+        def resolve(number: str) -> Endpoint:
+            if not far.running:
+                # What sofia answers once the gateway's OPTIONS ping has found the node gone.
+                raise OriginateFailed("GATEWAY_DOWN")
+            return TrunkCall(far, number).near
+
+        self.gateways[name] = resolve
+
     # ------------------------------------------------------------------ channels
     def _add(self, channel: Channel) -> None:
         self.channels[channel.uuid] = channel
@@ -286,9 +301,41 @@ class Switch:
                 ("endpoint_disposition", "DELAYED NEGOTIATION")):
             if value:
                 channel.set_var(key, value)
-        self._add(channel)
         dialplan = [("set", f"{k}={v}") for k, v in {**self.park_variables, **(variables or {})}.items()]
         dialplan.append(("park", ""))
+        self._start_inbound(channel, dialplan)
+        return channel
+
+    def trunk_call(self, endpoint: Endpoint, near: Channel, number: str) -> Channel:
+        """A call from another node's inter-node gateway, arriving on the external profile: the
+        public dialplan's callrouter_internode_agent extension bridges it to the local user
+        (`callrouter-agent-<user>` as in freeswitch/, or the bare user). Sofia keeps the INVITE's
+        X- headers as sip_h_* variables, so the near leg's sip_h_* variables arrive here."""
+        uuid = self.new_uuid()
+        near_host = f"{near.switch.ipv4}:5080"
+        near_profile = near.profile
+        name = f"sofia/external/{near_profile.caller_id_number}@{near_host}"
+        profile = CallerProfile(direction="inbound", caller_id_name=near_profile.caller_id_name,
+                                caller_id_number=near_profile.caller_id_number, destination_number=number,
+                                source="mod_sofia", context="public", username=near_profile.caller_id_number,
+                                network_addr=near.switch.ipv4)
+        channel = Channel(self, uuid=uuid, name=name, direction="inbound", endpoint=endpoint,
+                          profile=profile, codec=near.codec, hit_dialplan=True)
+        self._base_variables(channel)
+        channel.set_var("call_uuid", uuid)
+        for key, value in (("channel_name", name), ("sofia_profile_name", "external"),
+                           ("sip_network_ip", near.switch.ipv4), ("sip_req_user", number),
+                           ("sip_to_user", number), ("sip_from_user", near_profile.caller_id_number)):
+            channel.set_var(key, value)
+        for key, value in near.variables.items():
+            if key.startswith(SIP_HEADER_PREFIX):
+                channel.set_var(key, value)
+        user = number.removeprefix(INTERNODE_AGENT_PREFIX)
+        self._start_inbound(channel, [("set", "hangup_after_bridge=true"), ("bridge", f"user/{user}")])
+        return channel
+
+    def _start_inbound(self, channel: Channel, dialplan: list[tuple[str, str]]) -> None:
+        self._add(channel)
 
         def startup() -> None:
             channel.set_running_state("CS_NEW", "CS_NEW")
@@ -298,7 +345,6 @@ class Switch:
             channel.next_work = lambda: self._run_dialplan(channel, dialplan, first=True)
 
         channel.start(startup)
-        return channel
 
     def _run_dialplan(self, channel: Channel, apps: list[tuple[str, str]], first: bool = False) -> None:
         if first:
@@ -385,6 +431,11 @@ class Switch:
             channel.set_var("originating_leg_uuid", originator.uuid)
             for key, value in originator.exports.items():
                 channel.set_var(key, value)
+            if name.startswith("sofia/") and originator.variables.get("sip_copy_custom_headers", "true") != "false":
+                # sofia_outgoing_channel: the originator's custom headers go on with the call.
+                for key, value in originator.variables.items():
+                    if key.startswith(SIP_HEADER_PREFIX):
+                        channel.set_var(key, value)
         channel.set_var("originate_endpoint", dial.target.split("/", 1)[0])
         if name.startswith("sofia/"):
             channel.set_var("sofia_profile_name", SIP_PROFILE)
@@ -485,6 +536,8 @@ class Switch:
             a.set_var("DIALSTATUS", _dialstatus(failure.cause))
             a.set_var("originate_failed_cause", failure.cause)
             a.set_var("last_bridge_hangup_cause", failure.cause)
+            if not _continues_on(a, failure.cause):
+                a.perform_hangup(failure.cause)
             return
         if not a.answered:
             a.mark_answered()   # the bridge answers the caller once the callee has answered
@@ -528,7 +581,9 @@ class Switch:
         b.next_work = exchange_media
         b.poke()
         for me, peer in ((a, b), (b, a)):
-            if me.endpoint is not None:
+            if isinstance(me.endpoint, _TrunkSide):
+                me.endpoint.bridged(peer)
+            elif me.endpoint is not None and not isinstance(peer.endpoint, _TrunkSide):
                 gevent.spawn(me.endpoint.on_bridge, me, peer.endpoint)
         b.watchers.add(a.wake)
         try:
@@ -730,9 +785,93 @@ class Switch:
         if self._heartbeat is not None:
             self._heartbeat.kill(block=False)
             self._heartbeat = None
+        self.running = False
         self.hupall("MANAGER_REQUEST")
         for channel in list(self.channels.values()):
             channel.destroyed.wait(timeout=5)
+
+
+def _continues_on(channel: Channel, cause: str) -> bool:
+    """switch_channel_handle_cause: does a failed bridge leave the channel up (continue_on_fail
+    true, or naming the cause) rather than hang it up with the bridge's cause?"""
+    setting = channel.variables.get("continue_on_fail", "")
+    if setting.lower() == "true":
+        return True
+    named = {item.strip().upper() for item in setting.split(",")}
+    return cause in named or str(HANGUP_CAUSES.get(cause, "")) in named
+
+
+class TrunkCall:
+    """One call over an inter-node trunk: the near node's outbound leg `sofia/gateway/<gw>/<number>`
+    and the far node's inbound leg are each other's far end, as the SIP dialog between the two
+    switches makes them. The far leg gets the near leg's sip_h_* variables (the X- headers the
+    INVITE carried); the far leg's answer and hangup (with its cause) reach the near leg, and the
+    near leg's hangup (BYE or CANCEL) reaches the far leg.
+
+    The people on both ends meet once both legs are bridged: the agent the far node bridged its
+    leg to, and the caller the near node bridged its leg to, each learn of the other then
+    (Endpoint.on_bridge), as if the trunk were not there.
+    """
+
+    def __init__(self, far: Switch, number: str) -> None:
+        self.far_switch = far
+        self.number = number
+        self.near = _TrunkSide(self)  # the near leg's far end
+        self.far = _TrunkSide(self)   # the far leg's far end
+
+    def offered(self, near: Channel) -> None:
+        """The near leg's INVITE: the far node's leg, whose 200 OK answers the near leg."""
+        self.near.leg = near
+        if not near.is_up:  # cancelled before the INVITE went out
+            return
+        far = self.far.leg = self.far_switch.trunk_call(self.far, near, self.number)
+        wake = Event()
+        far.watchers.add(wake)
+        try:
+            wait_for(near.clock, wake, lambda: far.answered or not far.is_up, None)
+        finally:
+            far.watchers.discard(wake)
+        if far.is_up:
+            near.answer()
+
+    def joined(self) -> None:
+        near, far = self.near.party, self.far.party
+        if near is not None and far is not None and near.endpoint is not None and far.endpoint is not None:
+            gevent.spawn(near.endpoint.on_bridge, near, far.endpoint)
+            gevent.spawn(far.endpoint.on_bridge, far, near.endpoint)
+
+
+class _TrunkSide:
+    """The far end of one of a TrunkCall's legs: the other switch."""
+
+    name = "trunk"
+
+    def __init__(self, call: TrunkCall) -> None:
+        self.call = call
+        self.leg: Channel | None = None
+        self.party: Channel | None = None  # the channel this side's leg is bridged to on its own node
+
+    def bridged(self, party: Channel) -> None:
+        self.party = party
+        self.call.joined()
+
+    def on_offer(self, leg: Channel) -> None:
+        self.call.offered(leg)
+
+    def on_media(self, leg: Channel, kind: str, detail: str) -> None:
+        pass
+
+    def on_bridge(self, leg: Channel, other: Endpoint | None) -> None:
+        pass  # run_bridge tells this side its party through bridged()
+
+    def on_unbridge(self, leg: Channel) -> None:
+        self.party = None
+
+    def on_hangup(self, leg: Channel, cause: str, by_far_end: bool) -> None:
+        """Its switch hung the leg up: BYE, CANCEL or a refusal with the cause to the other switch."""
+        other = self.call.far if self is self.call.near else self.call.near
+        if not by_far_end and other.leg is not None:
+            other.leg.hangup(cause)
 
 
 def _dialstatus(cause: str) -> str:

@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
+from engine.simulator.population import INTERNODE_GATEWAY
 from engine.simulator.runner import Simulation
 from engine.simulator.scenario import load_scenario
 from engine.simulator.truth import CallRecord, TruthRecorder
@@ -53,7 +54,8 @@ def acd_yaml() -> str:
              "  billing: {max_wait_no_agent: 30}",  # named by the shipped flows; nobody staffs it here
              "agents:"]
     for agent, home in AGENT_NODE.items():
-        contacts = ", ".join(f"{node}: user/{agent}" if node == home else f"{node}: sofia/gateway/callrouter-{home}/{agent}"
+        contacts = ", ".join(f"{node}: user/{agent}" if node == home
+                             else f"{node}: sofia/gateway/{INTERNODE_GATEWAY.format(node=home)}/callrouter-agent-{agent}"
                              for node in NODES)
         lines.append(f'  "{agent}": {{status: Available, contacts: {{{contacts}}}}}')
     lines.append("tiers:")
@@ -66,7 +68,17 @@ def start_simulation(tmp_path: Path, *, duration: float, seed: int) -> Simulatio
     path.write_text(SCENARIO.format(seed=seed, duration=duration, stranded=STRANDED))
     simulation = Simulation(load_scenario(path), recorder=TruthRecorder(), port=0, password=PASSWORD)
     simulation.start()
+    link_nodes(simulation)
     return simulation
+
+
+def link_nodes(simulation: Simulation) -> None:
+    """Each node's inter-node gateway to each other node as a SIP trunk between the two switches:
+    the far node has legs of its own (carrying the X- headers) and, once dead, is unreachable."""
+    for name, node in simulation.nodes.items():
+        for other, far in simulation.nodes.items():
+            if other != name:
+                node.switch.add_trunk(INTERNODE_GATEWAY.format(node=other), far.switch)
 
 
 def free_port() -> int:
@@ -166,27 +178,32 @@ def inbound(simulation: Simulation) -> list[CallRecord]:
 class AgentPhones:
     """The switches' own view of the agents' phones: every call offered to an agent who had one
     up already. The simulated phone refuses it (USER_BUSY), so a second call offered is the
-    engine's mistake, seen whichever node it came through."""
+    engine's mistake. The phone's own leg, sofia/internal/<agent>@host, is on the agent's node
+    whether the engine rang it there or through the inter-node gateway from another node."""
 
     def __init__(self, simulation: Simulation) -> None:
         self._up: dict[str, set[str]] = {}  # agent -> Unique-IDs of the legs ringing or talking to it
         self.second_calls: list[tuple[str, str]] = []  # (agent, Unique-ID of the call offered)
+        self.offered: dict[str, int] = {}  # agent -> calls its phone was offered
         self.answered_through_gateway = 0  # agents' legs from another node (the inter-node gateway)
         for node in simulation.nodes.values():
             node.switch.subscribe(self._on_event)
 
     def _on_event(self, event) -> None:
-        # sofia/internal/1001@host on the agent's node, sofia/gateway/callrouter-sim1/1001 from others
-        agent = (event.get("Channel-Name") or "").rsplit("/", 1)[-1].split("@", 1)[0]
+        name = event.get("Channel-Name") or ""
+        if event.name == "CHANNEL_ANSWER" and "/gateway/callrouter-" in name:
+            self.answered_through_gateway += 1
+        if not name.startswith("sofia/internal/"):
+            return
+        agent = name.removeprefix("sofia/internal/").split("@", 1)[0]
         if agent not in AGENT_NODE:
             return
         uuid = event.get("Unique-ID") or ""
         legs = self._up.setdefault(agent, set())
         if event.name == "CHANNEL_CREATE":
+            self.offered[agent] = self.offered.get(agent, 0) + 1
             if legs:
                 self.second_calls.append((agent, uuid))
             legs.add(uuid)
-        elif event.name == "CHANNEL_ANSWER":
-            self.answered_through_gateway += "/gateway/callrouter-" in (event.get("Channel-Name") or "")
         elif event.name == "CHANNEL_DESTROY":
             legs.discard(uuid)
