@@ -316,7 +316,7 @@ class Acd:
             raise ValueError(f"unknown transfer action '{action}': complete or cancel")
         consult = self._consults.get(call_uuid)
         call = self.registry.owner_of(call_uuid)
-        if consult is None or call is None:
+        if consult is None or consult.state is None or call is None:
             raise ValueError(f"call {call_uuid} has no attended transfer under way")
         if action == ConsultEvent.COMPLETE.value and consult.state is not Consult.CONSULTING:
             raise ValueError(f"the transfer of call {call_uuid} to {consult.target} is {consult.state.value}: "
@@ -376,7 +376,8 @@ class Acd:
                 "state": member.state.value if member is not None else "",
                 "seconds": round(self.clock() - call.started, 1),
                 "recording": call.labels.get("recording_path", ""), "recording_paused": call.uuid in self._masked,
-                "transfer": None if consult is None else {"to": str(consult.target), "state": consult.state.value}}
+                "transfer": None if consult is None or consult.state is None else {
+                    "to": str(consult.target), "state": consult.state.value}}
 
     # ------------------------------------------------------------------ ringing (dispatcher side)
     def _start_ring(self, member: str, queue: str, agent_id: str) -> None:

@@ -25,7 +25,8 @@ def test_a_supervisor_lists_shows_pauses_the_recording_of_and_transfers_a_call(c
         '  - {ids: ["1002"], ring: 0.1, answer_probability: 1.0, talk: 30, hangup_share: 1.0}'],
         acd_file({"sales": {"recording": {"mode": "all"}}, "billing": {}}, {"1001": {}, "1002": {}},
                  [("1001", "sales", 1), ("1002", "billing", 1)]))
-    wait_until(lambda: talking(engine, "1001"), what="the first agent to talk")
+    wait_until(lambda: talking(engine, "1001") and "recording_path" in engine.registry.calls[0].labels,
+               what="the first agent to talk, recorded")
     call = engine.registry.calls[0].uuid
 
     listed = callrouter(config_file, "calls", "list", "--json")

@@ -30,6 +30,7 @@ def test_pause_masks_the_queue_recording_and_resume_unmasks_it(centre_factory, e
     centre.switch.subscribe(events.append)
     wait_until(lambda: talking(engine, "1001"), what="the agent to talk")
     call = engine.registry.calls[0]
+    wait_until(lambda: "recording_path" in call.labels, what="the recording to start")
     path = call.labels["recording_path"]
     assert path in centre.switch.channels[call.uuid].recordings, "record_session runs on the caller"
 

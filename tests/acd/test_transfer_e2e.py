@@ -124,7 +124,7 @@ def test_blind_to_an_agent_carries_the_callers_data_to_that_agents_leg(centre_fa
     done = engine.acd.transfer(call.uuid, "agent:1002")
     assert done == {"call": call.uuid, "to": "agent:1002", "attended": False, "agent": "1001"}
 
-    wait_until(lambda: talking(engine, "1002"), what="the named agent to take the call")
+    wait_until(lambda: log.of("CONNECT", agent="1002"), what="the named agent to take the call")
     second = agent_channel(centre, "1002")
     assert second.variables["callrouter_data_account"] == "4711"
     assert second.variables["callrouter_queue"] == "sales", "reported under the caller's own queue"
