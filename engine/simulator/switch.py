@@ -797,8 +797,8 @@ def _continues_on(channel: Channel, cause: str) -> bool:
     setting = channel.variables.get("continue_on_fail", "")
     if setting.lower() == "true":
         return True
-    named = {item.strip().upper() for item in setting.split(",")}
-    return cause in named or str(HANGUP_CAUSES.get(cause, "")) in named
+    named = {item.strip().upper() for item in setting.split(",") if item.strip()}
+    return cause in named or str(HANGUP_CAUSES.get(cause)) in named
 
 
 class TrunkCall:
