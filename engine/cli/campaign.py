@@ -194,7 +194,7 @@ def dnc(file: Any, list_name: str, region: str, config_path: Path | None, data_d
 def status(name: str, as_json: bool, config_path: Path | None, data_dir: Path | None) -> None:
     """Dial rate, answer rate, abandon rate against the cap, contacts left."""
     with database_connection(config_path, data_dir) as conn:
-        figures = store.status(conn, name)
+        figures = {k: store.to_json(v) for k, v in store.status(conn, name).items()}
     if as_json:
         click.echo(json.dumps(figures))
         return

@@ -65,6 +65,10 @@ def test_create_import_control_status_and_compliance(config, tmp_path):
     assert fields == "Carol; uuid_kill all"
     rows = list(csv.DictReader(io.StringIO(campaign(config, "compliance", "sales", "--csv").stdout)))
     assert [(r["uuid"], r["abandoned"], r["message_played"]) for r in rows] == [("u1", "True", "msg.wav")]
+    # No engine runs: watch shows the stored figures, the abandon budget of the period included.
+    watched = json.loads(campaign(config, "watch", "sales", "--once", "--json").stdout)
+    assert (watched["period_abandon_rate"], watched["abandon_budget"], watched["contacts_left"]) == (1.0, -0.97, 2)
+    assert "agents_busy" not in watched   # only a running engine knows its agents
     periods = [json.loads(line) for line in campaign(config, "compliance", "sales", "--periods", "--json").stdout.splitlines()]
     assert (periods[0]["live_answers"], periods[0]["abandoned"], periods[0]["rate"]) == (1, 1, 1.0)
 
