@@ -89,7 +89,8 @@ class Engine:
                             RunnerSettings(recordings_dir=config.data_dir / "recordings"),
                             on_node_error=self.metrics.ivr.node_error)
         route = IvrRoute(self.flows, runner, park_timeout_seconds=config.route.park_timeout_seconds)
-        self.dialer = (Dialer(self.database.connect, self.acd, lambda: self.nodes, config.dialer)
+        self.dialer = (Dialer(self.database.connect, self.acd, lambda: self.nodes, config.dialer,
+                              flows=self.flows, ivr=runner)
                        if self.database else None)
         entries = {FEATURE_ENTRY: AgentFeatures(self.acd)}
         if self.dialer is not None:
