@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 import gevent
-from gevent.queue import Empty, Queue
+import gevent.event
 
 from engine.calls.leg import Leg
 from engine.channelvars import VAR_JOINED, VAR_LEG, VAR_PARENT, VAR_STAGE
@@ -61,6 +61,33 @@ class AdoptLeg:
     leg: Leg
 
 
+class Empty(Exception):
+    """Nothing reached the inbox in time."""
+
+
+class Inbox:
+    """A call's FIFO: put from anywhere (the ESL reader, the ACD, hub callbacks), get by the call's
+    own greenlet only. A list and an Event: a gevent Queue costs ~3.7 KB per call held."""
+
+    __slots__ = ("_items", "_ready")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []  # a handful at a time: pop(0) is cheaper than a deque's block
+        self._ready = gevent.event.Event()
+
+    def put(self, item: Any) -> None:
+        self._items.append(item)
+        self._ready.set()
+
+    def get(self, timeout: float) -> Any:
+        """The oldest item; Empty if none comes within timeout."""
+        if not self._items:
+            self._ready.clear()
+            if not self._ready.wait(timeout):
+                raise Empty()
+        return self._items.pop(0)
+
+
 class Resumed(Exception):
     """The node came back after an outage: restart the call's handler from its saved stage."""
 
@@ -79,7 +106,7 @@ class Call:
         self.node = node
         self.caller = caller
         self.legs: dict[str, Leg] = {caller.uuid: caller}
-        self.inbox: Queue = Queue()
+        self.inbox = Inbox()
         self.handler = handler
         self.adopted = adopted
         self.clock = clock
