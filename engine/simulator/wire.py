@@ -6,6 +6,7 @@ Pure functions over bytes and strings; the server (server.py) does the I/O.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
 GOODBYE = "Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
@@ -15,10 +16,17 @@ SHUTTING_DOWN = "The system is being shut down.\n"
 # switch_url_encode's reserved set (besides bytes < 0x20 and > 0x7E).
 _URL_RESERVED = frozenset(b" \r\n#%&+:;<=>?@[\\]^`{|}\"")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
+_URL_KEPT = "".join(chr(b) for b in range(0x21, 0x7F) if b not in _URL_RESERVED)
+_URL_PLAIN = re.compile("[" + re.escape(_URL_KEPT) + "]*")  # nothing to encode: most values
+_URL_TABLE = [chr(b) if chr(b) in _URL_KEPT else f"%{b:02X}" for b in range(0x80)]  # ASCII, by code
 
 
 def url_encode(value: str) -> str:
     """Encode like switch_url_encode: a '%' already followed by two hex digits is kept as is."""
+    if _URL_PLAIN.fullmatch(value):
+        return value
+    if value.isascii() and "%" not in value:
+        return value.translate(_URL_TABLE)
     raw = value.encode("utf-8", "surrogateescape")
     out = []
     n = len(raw)
