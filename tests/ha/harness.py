@@ -24,6 +24,7 @@ PASSWORD = "ClueCon"
 # Only FreeSWITCH's own park_timeout ends a call with this cause: a call nobody controlled.
 STRANDED = "RECOVERY_ON_TIMER_EXPIRE"
 NODES = ("sim1", "sim2", "sim3")
+MAX_NO_ANSWER = 2
 AGENT_NODE = {**{str(a): "sim1" for a in range(1001, 1004)}, **{str(a): "sim2" for a in range(1004, 1007)}}
 
 SCENARIO = """
@@ -57,7 +58,9 @@ def acd_yaml() -> str:
         contacts = ", ".join(f"{node}: user/{agent}" if node == home
                              else f"{node}: sofia/gateway/{INTERNODE_GATEWAY.format(node=home)}/callrouter-agent-{agent}"
                              for node in NODES)
-        lines.append(f'  "{agent}": {{status: Available, contacts: {{{contacts}}}}}')
+        # Rings that keep failing (an agent whose node died) put the agent On Break after two.
+        lines.append(f'  "{agent}": {{status: Available, max_no_answer: {MAX_NO_ANSWER}, no_answer_delay_time: 1, '
+                     f'contacts: {{{contacts}}}}}')
     lines.append("tiers:")
     lines += [f'  - {{agent: "{agent}", queue: {queue}}}' for agent in AGENT_NODE for queue in ("sales", "support")]
     return "\n".join(lines) + "\n"
@@ -207,3 +210,30 @@ class AgentPhones:
             legs.add(uuid)
         elif event.name == "CHANNEL_DESTROY":
             legs.discard(uuid)
+
+
+class EngineLegs:
+    """Every leg an engine controlled, as the switches saw it end (CHANNEL_HANGUP_COMPLETE): the
+    callers parked for it (callrouter_entry) and the legs it originated (callrouter_parent), each
+    with its node, when it ended, and the call it belongs to (the caller's Unique-ID)."""
+
+    def __init__(self, simulation: Simulation) -> None:
+        self.ended: dict[str, tuple[str, float, str]] = {}  # Unique-ID -> (node, time.time(), call)
+        for name, node in simulation.nodes.items():
+            node.switch.subscribe(lambda event, name=name: self._on_event(name, event))
+
+    def _on_event(self, node: str, event) -> None:
+        if event.name != "CHANNEL_HANGUP_COMPLETE":
+            return
+        uuid = event.get("Unique-ID") or ""
+        call = event.get("variable_callrouter_parent") or (uuid if event.get("variable_callrouter_entry") else "")
+        if call:
+            self.ended[uuid] = (node, time.time(), call)
+
+    def without_their_cdr(self, cdrs: dict[str, tuple[str, str | None]], *, nodes: tuple[str, ...],
+                          unheard: tuple[float, float] = (0.0, 0.0)) -> list[tuple[str, str]]:
+        """(leg, node) of the legs on `nodes` with no CDR naming their call, but for those that ended
+        in `unheard` (an interval with no engine connected to hear their end)."""
+        return [(uuid, node) for uuid, (node, ended, call) in self.ended.items()
+                if node in nodes and not unheard[0] < ended <= unheard[1]
+                and (uuid not in cdrs or cdrs[uuid][1] != call)]

@@ -4,22 +4,26 @@ two, callers on all three, the third reaching agents through the inter-node gate
 engines' CDRs."""
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
+from datetime import datetime, timezone
 
 import psycopg
 import pytest
 
-from tests.ha.harness import (NODES, STRANDED, AgentPhones, EngineProcess, inbound, start_simulation,
-                              wait_for_traffic_to_end, wait_until)
+from tests.ha.harness import (AGENT_NODE, MAX_NO_ANSWER, NODES, STRANDED, TOKEN, AgentPhones, EngineLegs,
+                              EngineProcess, inbound, start_simulation, wait_for_traffic_to_end, wait_until)
 from tests.postgres import OwnServer
 
 pytestmark = pytest.mark.timeout(120)
 TAKEOVER_BOUND = 10.0  # "within a few seconds": poll 0.5 s, fence_after 2 s, and a busy 2-core machine
 
 
-def cdrs(dsn: str) -> dict[str, str]:
+def cdrs(dsn: str) -> dict[str, tuple[str, str | None]]:
+    """Unique-ID -> (hangup cause, call_uuid) of every CDR (one at most per leg: the table's key)."""
     with psycopg.connect(dsn) as conn:
-        return dict(conn.execute("SELECT uuid, hangup_cause FROM cdr").fetchall())
+        return {uuid: (cause, call) for uuid, cause, call in conn.execute("SELECT uuid, hangup_cause, call_uuid FROM cdr")}
 
 
 @pytest.fixture
@@ -33,6 +37,7 @@ def test_a_node_that_dies_takes_only_its_own_calls(tmp_path, pg):
     duration = 16
     simulation = start_simulation(tmp_path, duration=duration, seed=21)
     phones = AgentPhones(simulation)
+    legs = EngineLegs(simulation)
     placing_ends = time.time() + duration
     engines = []
     try:
@@ -61,8 +66,10 @@ def test_a_node_that_dies_takes_only_its_own_calls(tmp_path, pg):
     survivors = [r for r in inbound(simulation) if r.node != "sim3"]
     assert survivors and all(r.hangup_cause != STRANDED for r in survivors), "a call on a live node was stranded"
     assert {r.uuid for r in survivors} <= records.keys(), "every call on the live nodes has its CDR"
+    unrecorded = legs.without_their_cdr(records, nodes=("sim1", "sim2"))
+    assert not unrecorded, f"legs on the live nodes without a CDR naming their call: {unrecorded[:3]}"
     assert any(r.arrived_at > died_at and r.agent for r in survivors), "routing carried on without sim3"
-    lost = {uuid for uuid in in_progress if records.get(uuid) == "LOST_DURING_OUTAGE"}
+    lost = {uuid for uuid in in_progress if records.get(uuid, ("",))[0] == "LOST_DURING_OUTAGE"}
     assert lost, f"sim3's calls in progress end with LOST CDRs: {[records.get(u) for u in in_progress]}"
     assert not phones.second_calls, "an agent was offered a second call while on one"
 
@@ -71,6 +78,7 @@ def test_standby_takes_over_a_killed_leader_which_comes_back_as_standby(tmp_path
     duration = 18
     simulation = start_simulation(tmp_path, duration=duration, seed=42)
     phones = AgentPhones(simulation)
+    legs = EngineLegs(simulation)
     placing_ends = time.time() + duration
     engines = []
     try:
@@ -86,6 +94,7 @@ def test_standby_takes_over_a_killed_leader_which_comes_back_as_standby(tmp_path
         killed_at = time.time()
         wait_until(lambda: new.role() == "active", TAKEOVER_BOUND, "the standby to take over")
         wait_until(lambda: all(node["up"] for node in new.status()["nodes"]), 10, "the new leader on every node")
+        took_over_at = time.time()
         assert new.status()["ha"]["term"] > 1, "each takeover is a new term"
 
         old.start()  # the old active comes back (a supervisor restarting it)
@@ -111,3 +120,57 @@ def test_standby_takes_over_a_killed_leader_which_comes_back_as_standby(tmp_path
     # of the SIGKILL (engine/cdr/README.md); every other call has its CDR.
     missing = [r for r in calls if r.uuid not in records and not killed_at - 0.5 < (r.hangup_at or 0) <= killed_at]
     assert not missing, f"{len(missing)} calls without a CDR: {missing[:3]}"
+    # Per leg: a leg that ended while no engine was connected (from the kill until the new leader
+    # is on every node) was heard by nobody; every other leg has its CDR, naming its call.
+    unrecorded = legs.without_their_cdr(records, nodes=NODES, unheard=(killed_at - 0.5, took_over_at))
+    assert not unrecorded, f"legs without a CDR naming their call: {unrecorded[:3]}"
+
+
+def test_a_node_with_agents_dies_and_its_agents_are_not_offered_calls_for_ever(tmp_path, pg):
+    duration = 16
+    simulation = start_simulation(tmp_path, duration=duration, seed=33)
+    phones = AgentPhones(simulation)
+    legs = EngineLegs(simulation)
+    placing_ends = time.time() + duration
+    stranded_agents = [a for a, home in AGENT_NODE.items() if home == "sim2"]
+    engine = None
+    try:
+        engine = EngineProcess(tmp_path, "a", simulation, pg.dsn)
+        wait_until(lambda: engine.role() == "active", 15, "the engine to lead")
+        wait_until(lambda: sum(phones.offered.get(a, 0) for a in stranded_agents), 20, "calls offered to sim2's agents")
+        sim2 = simulation.nodes["sim2"]
+        sim2.server.stop()
+        sim2.switch.shutdown()  # the node dies, and its agents' phones with it
+        died_at = time.time()
+        wait_for_traffic_to_end(simulation, placing_ends, 60, nodes=("sim1", "sim3"))
+        # A call whose ring failed before a channel existed (GATEWAY_DOWN) waits out the call's
+        # FINISH_TIMEOUT for that leg's end before it writes its CDRs.
+        wait_until(lambda: engine.status()["calls_active"] == 0, 20, "the engine to close every call")
+        statuses = {a["agent"]: a["status"] for a in engine_get(engine, "/agents")}
+        assert engine.terminate() == 0, engine.output()
+    finally:
+        simulation.stop()
+        if engine is not None:
+            engine.ensure_dead()
+    with psycopg.connect(pg.dsn) as conn:
+        rings = dict(conn.execute("SELECT agent, count(*) FROM queue_log WHERE event = 'RING_AGENT' AND time > %s "
+                                  "GROUP BY agent", (datetime.fromtimestamp(died_at, timezone.utc),)).fetchall())
+    # Rings through the gateway to the dead node fail at once (GATEWAY_DOWN), count as missed, and
+    # after max_no_answer of them the agent is On Break: bounded, not one ring per call for ever.
+    assert any(rings.get(agent) for agent in stranded_agents), f"sim2's agents were rung after it died: {rings}"
+    assert all(rings.get(agent, 0) <= MAX_NO_ANSWER for agent in stranded_agents), rings
+    assert all(statuses[agent] == "On Break" for agent in stranded_agents if rings.get(agent)), statuses
+    survivors = [r for r in inbound(simulation) if r.node != "sim2"]
+    assert any(r.arrived_at > died_at and r.agent for r in survivors), "sim1's agents took calls without sim2"
+    assert all(r.hangup_cause != STRANDED for r in survivors), "a call on a live node was stranded"
+    records = cdrs(pg.dsn)
+    unrecorded = legs.without_their_cdr(records, nodes=("sim1", "sim3"))
+    assert not unrecorded, f"legs on the live nodes without a CDR naming their call: {unrecorded[:3]}"
+    assert not phones.second_calls, "an agent was offered a second call while on one"
+
+
+def engine_get(engine: EngineProcess, path: str):
+    request = urllib.request.Request(f"http://127.0.0.1:{engine.api_port}{path}",
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.load(response)
