@@ -84,17 +84,17 @@ def check_cause(value: str) -> str:
     return _check(_CAUSE, value, "hangup cause")
 
 
+def _escape_table(delim: str) -> dict[int, str]:
+    # A space is a delimiter or trimmed at an edge; \s survives both.
+    return str.maketrans({delim: "\\" + delim, "\\": "\\\\", "'": "\\'", " ": "\\s"})
+
+
+_ESCAPE_TABLES = {delim: _escape_table(delim) for delim in " =,;"}
+
+
 def _escape(value: str, delim: str) -> str:
     """Escape for one switch_separate_string cleanup pass splitting on `delim`."""
-    out = []
-    for ch in value:
-        if ch == " ":
-            out.append("\\s")  # a space is a delimiter or trimmed at an edge; \s survives both
-        elif ch == "\\" or ch == "'" or ch == delim:
-            out.append("\\" + ch)
-        else:
-            out.append(ch)
-    return "".join(out)
+    return value.translate(_ESCAPE_TABLES.get(delim) or _escape_table(delim))
 
 
 def api_arg(value: str) -> str:
