@@ -3,7 +3,8 @@ happens, and hands over its legs when it ends; the journal turns that into Queue
 CdrRecords for the RecordWriter (which never blocks the call).
 
 `call_facts` is pure: what the engine knows about a leg that FreeSWITCH does not (queue, agent,
-wait, ring), from the call's labels and the times it marked.
+wait, ring; for a dialer's call its campaign, contact and the attempt's disposition), from the
+call's labels and the times it marked.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from engine.cdr.mapping import CallFacts, cdr_from_event
+from engine.channelvars import VAR_CAMPAIGN, VAR_CONTACT
 from engine.cdr.queue_log import QueueEvent, QueueEventKind
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,11 @@ def call_facts(call: Any, leg: Any) -> CallFacts:
         agent=call.labels.get("agent") if leg.role == "caller" else leg.variables.get("callrouter_agent"),
         wait_seconds=wait if leg.role == "caller" else None,
         ring_seconds=round(marks["ringing"], 3) if "ringing" in marks and leg.role == "caller" else None,
+        # Every leg of a dialer's call belongs to its attempt (labels); a dialled leg the dialer
+        # never took up (no open attempt) still names them in its channel variables.
+        campaign=call.labels.get("campaign") or leg.variables.get(VAR_CAMPAIGN) or None,
+        contact=call.labels.get("contact") or leg.variables.get(VAR_CONTACT) or None,
+        disposition=call.labels.get("disposition"),
     )
 
 

@@ -194,7 +194,9 @@ class CampaignRunner:
             self.wake.wait(self.dialer.settings.poll_seconds)
 
     def _load_figures(self) -> None:
-        """The current abandon period's figures and the pacing's sample, from the attempts so far."""
+        """The current abandon period's figures and the pacing's sample, from the attempts so far:
+        a restarted engine (or a standby taking over) paces on what the campaign has learnt, not
+        progressively again until its first live answer."""
         with self.dialer.connect() as conn:
             done = [a for a in store.attempts(conn, self.campaign.name) if a.ended_at is not None]
         now = utc(self.dialer.clock())
@@ -206,12 +208,18 @@ class CampaignRunner:
             if a.answered_at is not None and a.amd_result != "MACHINE":
                 f.live += 1
                 f.abandoned += a.abandoned
+                # The answer, not the greeting's end (not stored): a slightly short answer delay.
+                f.answer_delay_total += (a.answered_at - a.started_at).total_seconds()
+                f.answer_delay_count += 1
                 if a.answered_at >= f.period_start:
                     f.period_live += 1
                     f.period_abandoned += a.abandoned
             if a.connected_at is not None and a.ended_at is not None:
                 f.handle_total += (a.ended_at - a.connected_at).total_seconds()
                 f.handle_count += 1
+        hour_ago = now - timedelta(hours=1)
+        f.recent_live.extend(sorted(a.answered_at.timestamp() for a in done if a.answered_at is not None
+                                    and a.amd_result != "MACHINE" and a.answered_at >= hour_ago))
 
     def _recover(self) -> None:
         """After a restart or a takeover: the attempts left open that no handler watches yet are
@@ -701,6 +709,7 @@ class Dialer:
         entry.handled = True
         runner = self.runners.get(entry.attempt.campaign)
         attempt, contact = entry.attempt, entry.contact
+        self._label(call, attempt)
         try:
             if runner is not None:
                 campaign = runner.campaign
@@ -715,9 +724,15 @@ class Dialer:
         except (gevent.GreenletExit, Resumed):
             raise  # the call goes on: a restarted engine, or this one after the outage, carries on
         except BaseException:
-            self.close(attempt, contact, self._interrupted(attempt, call.caller.hangup_cause))
+            self.close(attempt, contact, self._interrupted(attempt, call.caller.hangup_cause), call)
             raise
-        self.close(attempt, contact, disposition)
+        self.close(attempt, contact, disposition, call)
+
+    @staticmethod
+    def _label(call: Call, attempt: Attempt) -> None:
+        """What the call's CDRs name (engine.cdr.journal): its campaign and contact."""
+        call.labels["campaign"] = attempt.campaign
+        call.labels["contact"] = str(attempt.contact_id)
 
     def _await_answer(self, call: Call, campaign: Campaign) -> None:
         """Wait for an adopted leg's answer (FreeSWITCH marks endpoint_disposition ANSWER then);
@@ -864,6 +879,7 @@ class Dialer:
                 attempt = store.attempt(conn, call.uuid)
                 contact = store.load_contact(conn, attempt.contact_id) if attempt else None
             if attempt is not None and attempt.ended_at is None:
+                self._label(call, attempt)
                 self._adopted_talk(call, attempt, contact)
             else:
                 call.hangup()
@@ -873,18 +889,20 @@ class Dialer:
             if attempt is None:
                 call.hangup()
                 return
+            self._label(call, attempt)
         try:
             leg = call.originate(plan.endpoint, {"origination_caller_id_number": plan.caller_id or "0"},
                                  role="outbound", timeout=plan.ring_timeout)
         except OriginateFailed as failed:
             log.info("call %s: %s not reached: %s", call.uuid, plan.endpoint, failed.cause)
             if attempt is not None:
-                self.close(attempt, contact, CAUSE_DISPOSITIONS.get(failed.cause, Disposition.NO_ANSWER).value)
+                disposition = CAUSE_DISPOSITIONS.get(failed.cause, Disposition.NO_ANSWER).value
+                self.close(attempt, contact, disposition, call)
             call.hangup()
             return
         except BaseException:
             if attempt is not None:
-                self.close(attempt, contact, Disposition.NO_ANSWER.value)
+                self.close(attempt, contact, Disposition.NO_ANSWER.value, call)
             raise
         if attempt is not None:
             attempt.answered_at = attempt.connected_at = utc(self.clock())
@@ -921,7 +939,7 @@ class Dialer:
             pass
         finally:
             if attempt is not None and contact is not None:
-                self.close(attempt, contact, Disposition.ANSWERED.value)
+                self.close(attempt, contact, Disposition.ANSWERED.value, call)
         call.hangup()
 
     def _adopted_talk(self, call: Call, attempt: Attempt, contact: Contact) -> None:
@@ -934,7 +952,7 @@ class Dialer:
             if leg is None:
                 call.next_item(deadline - self.clock())
         if leg is None:
-            self.close(attempt, contact, Disposition.NO_ANSWER.value)
+            self.close(attempt, contact, Disposition.NO_ANSWER.value, call)
             call.hangup()
             return
         attempt.answered_at = attempt.answered_at or utc(self.clock())
@@ -942,8 +960,9 @@ class Dialer:
         self._talk(call, leg, attempt, contact)
 
     # ------------------------------------------------------------------ closing
-    def close(self, attempt: Attempt, contact: Contact, disposition: str) -> None:
-        """Record the attempt's end and what it means for its contact (retry rules), once."""
+    def close(self, attempt: Attempt, contact: Contact, disposition: str, call: Call | None = None) -> None:
+        """Record the attempt's end and what it means for its contact (retry rules), once; the
+        attempt's `call`, if any, names the disposition in its CDRs."""
         self.open.pop(attempt.uuid, None)
         attempt.disposition = disposition
         attempt.ended_at = utc(self.clock())
@@ -953,6 +972,8 @@ class Dialer:
             if not store.close_attempt(conn, attempt):
                 log.info("campaign %s: attempt %s was closed already", attempt.campaign, attempt.uuid)
                 return
+            if call is not None:
+                call.labels["disposition"] = disposition
             contact = store.load_contact(conn, contact.id, lock=True)
             store.save_contact(conn, after_attempt(campaign, contact, disposition, attempt.ended_at))
         log.info("campaign %s: contact %d %s (attempt %s%s)", attempt.campaign, contact.id, disposition,
