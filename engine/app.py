@@ -84,7 +84,8 @@ class Engine:
         self.agent_statuses = AgentStatusStore(self.database.connect) if self.database else None
         self.acd = Acd(acd_config, None, config.acd,
                        config.acd.recordings_dir or config.data_dir / "recordings" / "queues",
-                       status_listener=self._agent_status_changed)
+                       status_listener=self._agent_status_changed,
+                       flow_names=lambda: self.flows.current.flows)
         runner = FlowRunner(self.acd, self.ivr_store,
                             RunnerSettings(recordings_dir=config.data_dir / "recordings"),
                             on_node_error=self.metrics.ivr.node_error)

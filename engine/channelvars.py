@@ -13,8 +13,9 @@ VAR_AGENT = "callrouter_agent"
 VAR_FLOW = "callrouter_flow"
 VAR_NODE = "callrouter_ivr_node"
 VAR_QUEUE = "callrouter_queue"
+VAR_QUEUE_JOINED = "callrouter_queue_joined"  # epoch seconds the caller joined its current queue (its place)
 VAR_CAMPAIGN = "callrouter_campaign"  # on a dialer's call: its campaign and contact id, so a restarted
 VAR_CONTACT = "callrouter_contact"  # engine adopts the call instead of dialling the contact again
 ENGINE_VARS = (VAR_ENTRY, VAR_STAGE, VAR_JOINED, VAR_LEG, VAR_PARENT, VAR_AGENT, VAR_FLOW, VAR_NODE, VAR_QUEUE,
-               VAR_CAMPAIGN, VAR_CONTACT)
+               VAR_QUEUE_JOINED, VAR_CAMPAIGN, VAR_CONTACT)
 

@@ -50,7 +50,7 @@ from engine.calls.call import Call
 from engine.calls.leg import Leg
 from engine.cdr.queue_log import QueueEvent, QueueEventKind
 from engine.config import AcdSettings
-from engine.channelvars import VAR_AGENT, VAR_QUEUE, VAR_STAGE
+from engine.channelvars import VAR_AGENT, VAR_QUEUE, VAR_QUEUE_JOINED, VAR_STAGE
 from engine.errors import CallGone, CommandFailed, CommandTimeout, EslError, NotConnected
 from engine.esl import commands
 from engine.ivr.ports import (
@@ -60,9 +60,6 @@ from engine.ivr.runner import DATA_PREFIX, ToFlow, call_data, data_text
 
 log = logging.getLogger(__name__)
 
-# Kept on the caller's channel: the ORIGINAL time the caller joined its queue, so a call resumed
-# after an outage or adopted by a restarted engine keeps its place in line.
-VAR_QUEUE_JOINED = "callrouter_queue_joined"
 # On a transferred caller's channel and every agent leg rung for it: where the call comes from,
 # shown to the next agent.
 VAR_CONTEXT = "callrouter_context"
@@ -229,12 +226,17 @@ class Acd:
                  "state": a.state.value, "skills": dict(a.skills), "calls_answered": a.calls_answered,
                  "no_answer_count": a.no_answer_count} for a in sorted(self.router.agents.values(), key=lambda a: a.id)]
 
+    def queue_names(self) -> list[str]:
+        """The configured queues, without the per-agent ones transfers to an agent wait in."""
+        return sorted(name for name in self.router.queues if not is_personal(name))
+
     def queues_view(self) -> list[dict[str, Any]]:
         now = self.clock()
-        return [{"queue": name, "strategy": index.queue.strategy.value, "waiting": len(self.router.waiting(name)),
+        return [{"queue": name, "strategy": self.router.queues[name].queue.strategy.value,
+                 "waiting": len(self.router.waiting(name)),
                  "available": len(self.router.available(name)), "staffed": self.router.staffed(name),
                  "estimated_wait_seconds": round(self._estimate(name, len(self.router.waiting(name)) + 1, now), 1)}
-                for name, index in sorted(self.router.queues.items()) if not is_personal(name)]
+                for name in self.queue_names()]
 
     def change_status(self, agent_id: str, status: str, reason: str = "") -> dict[str, Any]:
         """ValueError (the API's 422) for an unknown agent or status."""
@@ -531,11 +533,9 @@ class Acd:
             onward, resumed = next_onward, False
 
     def _joined_at(self, call: Call, resumed: bool) -> float:
+        # A call resumed after an outage or adopted by a restarted engine keeps its original place
+        # in line: the time it joined is on its channel (an engine variable, read on adoption).
         if resumed:
-            if VAR_QUEUE_JOINED not in call.caller.variables:  # an adopted call: ask the channel
-                value = call.api(commands.getvar(call.uuid, VAR_QUEUE_JOINED)).strip()
-                if value and not value.startswith("-ERR") and value != "_undef_":
-                    call.caller.variables[VAR_QUEUE_JOINED] = value
             try:
                 return float(call.caller.variables[VAR_QUEUE_JOINED])
             except (KeyError, ValueError):
@@ -963,8 +963,9 @@ class Acd:
         self.poke()
         if agent is not None and agent.state is AgentState.WRAP_UP and agent.wrap_ups:
             wrap = round(agent.wrap_ups[-1] - self.clock(), 3)
+            # The call's uuid: the reports add this wrap-up to that call's handle time.
             gevent.spawn_later(max(0.0, wrap), self.agent_event, QueueEventKind.WRAP_UP, agent_id,
-                               queue=call.labels.get("queue", ""), wrap_up_seconds=wrap)
+                               queue=call.labels.get("queue", ""), call_uuid=call.uuid, wrap_up_seconds=wrap)
 
     def _start_recording(self, call: Call, queue: Queue) -> None:
         """record_session per the queue's policy (all, none, a sampled percentage), after its

@@ -18,7 +18,7 @@ import gevent
 from engine.calls.call import AdoptLeg, Call, NodeDown, Resync
 from engine.calls.leg import Leg
 from engine.config import EslSettings
-from engine.channelvars import ENGINE_VARS, VAR_ENTRY, VAR_JOINED, VAR_LEG, VAR_PARENT, VAR_STAGE
+from engine.channelvars import ENGINE_VARS, VAR_ENTRY, VAR_JOINED, VAR_LEG, VAR_PARENT, VAR_QUEUE_JOINED, VAR_STAGE
 from engine.calls.stats import CallStats
 from engine.cdr.journal import CallJournal
 from engine.errors import EslError
@@ -37,10 +37,10 @@ def by_entry(handlers: dict[str, Handler], default: Handler) -> Handler:
 
 
 def _adoption_order(stranger: tuple[str, dict[str, str]]) -> tuple[float, str]:
-    """A channel's original join time (callrouter_joined), channels without one last."""
+    """A channel's place: when it joined its queue, else when it reached the engine; neither: last."""
     uuid, variables = stranger
     try:
-        return float(variables.get(VAR_JOINED, "inf")), uuid
+        return float(variables.get(VAR_QUEUE_JOINED) or variables.get(VAR_JOINED, "inf")), uuid
     except ValueError:
         return float("inf"), uuid
 

@@ -54,7 +54,7 @@ class AcdQueues:
         now = self.clock()
         router = self.acd.router
         snapshots = []
-        for name in sorted(router.queues):
+        for name in self.acd.queue_names():
             waiting = router.waiting(name)
             agents: dict[tuple[str, str], int] = {}
             for agent_id in router.tiers(name):
