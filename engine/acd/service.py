@@ -54,9 +54,9 @@ from engine.channelvars import VAR_AGENT, VAR_QUEUE, VAR_QUEUE_JOINED, VAR_STAGE
 from engine.errors import CallGone, CommandFailed, CommandTimeout, EslError, NotConnected
 from engine.esl import commands
 from engine.ivr.ports import (
-    ANSWERED, EXIT_KEY, NO_AGENTS, TIMEOUT, Announce, Position, QueueOutcome, QueueStatus,
+    ANSWERED, DATA_PREFIX, EXIT_KEY, NO_AGENTS, TIMEOUT, Announce, Position, QueueOutcome, QueueStatus, ToFlow,
+    call_data, data_text,
 )
-from engine.ivr.runner import DATA_PREFIX, ToFlow, call_data, data_text
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,11 @@
-"""What the IVR needs from the rest of the engine, as narrow interfaces: the queue (the ACD, or
-until it lands the spine's agent pool) and the outcome vocabulary of a queue wait."""
+"""What the IVR needs from the rest of the engine, as narrow interfaces: the queue (the ACD), the
+outcome vocabulary of a queue wait, and the call data the IVR collects and the ACD shows agents."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+
+from engine.esl import commands
 
 if TYPE_CHECKING:
     from engine.calls.call import Call
@@ -13,6 +15,12 @@ ANSWERED = "answered"  # talked to an agent, who hung up first: the caller is st
 TIMEOUT = "timeout"  # max_wait passed without an agent
 NO_AGENTS = "no_agents"  # nobody is logged in to serve the queue: waiting is pointless
 EXIT_KEY = "exit_key"  # the caller pressed one of the queue's exit keys (QueueOutcome.digit says which)
+
+# What the caller keyed in and lookups found, on the caller's channel and every agent leg rung for it.
+DATA_PREFIX = "callrouter_data_"
+_DATA_LIMIT = 200  # characters of a value shown to an agent
+# Braces and the enterprise separator cannot ride in an originate's {vars} block: shown as look-alikes.
+_DIAL_SAFE = str.maketrans({"{": "(", "}": ")"})
 
 
 @dataclass(frozen=True)
@@ -56,3 +64,24 @@ class QueuePort(Protocol):
     def status(self, queue: str) -> QueueStatus:
         """The queue now, for conditions (agents_available, estimated_wait): no I/O, no waiting."""
         ...
+
+
+class ToFlow(Exception):
+    """Raised out of a queue wait by the ACD: an agent sent the caller to this flow, whose start
+    node runs next with the variables collected so far."""
+
+    def __init__(self, flow: str) -> None:
+        super().__init__(flow)
+        self.flow = flow
+
+
+def data_text(value: Any) -> str:
+    """A data value made safe to put on a channel and in a dial string (whoever typed or
+    returned it): no control characters, no `${`, no braces, bounded."""
+    return commands.display_text(str(value), _DATA_LIMIT).translate(_DIAL_SAFE).replace(":_:", ": :")
+
+
+def call_data(variables: Mapping[str, str]) -> dict[str, str]:
+    """The call data among a channel's variables: name -> value."""
+    return {name[len(DATA_PREFIX):]: value for name, value in variables.items()
+            if name.startswith(DATA_PREFIX) and value}

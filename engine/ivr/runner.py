@@ -19,7 +19,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable
 
 from engine.calls.call import Call, OriginateFailed
 from engine.channelvars import VAR_ENTRY, VAR_FLOW, VAR_JOINED, VAR_NODE
@@ -30,7 +30,7 @@ from engine.ivr.model import (
     Branch, Callback, Collect, Flow, FlowSet, Hangup, Lookup, Menu, Node, Play, Prompt, Queue, Record, Say,
     ScheduleCheck, SetVars, Survey, Transfer, next_node,
 )
-from engine.ivr.ports import EXIT_KEY, Position, QueuePort
+from engine.ivr.ports import DATA_PREFIX, EXIT_KEY, Position, QueuePort, ToFlow, call_data, data_text
 from engine.ivr.schedule import WEEKDAYS, status_at, time_between, wall_clock
 from engine.ivr.store import IvrStore, fill_url, http_lookup
 
@@ -47,11 +47,7 @@ SAY = {  # say kind -> (FreeSWITCH say type, method, what the value must look li
     "date": ("SHORT_DATE_TIME", "PRONOUNCED", re.compile(r"\d{9,11}\Z")),  # epoch seconds
 }
 _TEMPLATE = re.compile(r"\$\{(\w+)\}")
-DATA_PREFIX = "callrouter_data_"
 _DATA_NAME = re.compile(r"[a-z0-9_]{1,48}\Z")
-_DATA_LIMIT = 200  # characters of a value shown to an agent
-# Braces and the enterprise separator cannot ride in an originate's {vars} block: shown as look-alikes.
-_DIAL_SAFE = str.maketrans({"{": "(", "}": ")"})
 _ANY_KEY = "[0-9*#]"
 
 
@@ -77,27 +73,6 @@ class Session:
 
 class FlowEnded(Exception):
     """The caller left the engine's hands (transferred elsewhere or hung up by a node)."""
-
-
-class ToFlow(Exception):
-    """Raised out of a queue wait by the ACD: an agent sent the caller to this flow, whose start
-    node runs next with the variables collected so far."""
-
-    def __init__(self, flow: str) -> None:
-        super().__init__(flow)
-        self.flow = flow
-
-
-def data_text(value: Any) -> str:
-    """A data value made safe to put on a channel and in a dial string (whoever typed or
-    returned it): no control characters, no `${`, no braces, bounded."""
-    return commands.display_text(str(value), _DATA_LIMIT).translate(_DIAL_SAFE).replace(":_:", ": :")
-
-
-def call_data(variables: Mapping[str, str]) -> dict[str, str]:
-    """The call data among a channel's variables: name -> value."""
-    return {name[len(DATA_PREFIX):]: value for name, value in variables.items()
-            if name.startswith(DATA_PREFIX) and value}
 
 
 def substitute(template: str, variables: dict[str, str]) -> str:

@@ -13,7 +13,7 @@ import pytest
 
 from engine.acd.model import AgentState
 from engine.esl import commands
-from engine.ivr.runner import data_text
+from engine.ivr.ports import data_text
 from tests.acd.test_service_e2e import QueueLog, acd_file
 from tests.engine.conftest import centre_factory, engine_factory  # noqa: F401 - fixtures
 from tests.simulator.conftest import ScriptedEndpoint
