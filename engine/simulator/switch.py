@@ -793,8 +793,11 @@ class Switch:
 
 def _continues_on(channel: Channel, cause: str) -> bool:
     """switch_channel_handle_cause: does a failed bridge leave the channel up (continue_on_fail
-    true, or naming the cause) rather than hang it up with the bridge's cause?"""
-    setting = channel.variables.get("continue_on_fail", "")
+    true or naming the cause; unset, only for the no-answer causes) rather than hang it up with
+    the bridge's cause?"""
+    setting = channel.variables.get("continue_on_fail")
+    if setting is None:
+        return cause in ("NO_ANSWER", "NO_USER_RESPONSE", "ORIGINATOR_CANCEL")
     if setting.lower() == "true":
         return True
     named = {item.strip().upper() for item in setting.split(",") if item.strip()}
