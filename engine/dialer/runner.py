@@ -513,6 +513,13 @@ class Dialer:
             log.warning("campaign %s: cannot check attempt %s: %s", attempt.campaign, attempt.uuid, exc)
             return
         if alive:
+            # In flight until its handler (the registry adopts the leg) says otherwise: the pacing
+            # must not dial for the agent this call is about to take.
+            with self.connect() as conn:
+                contact = store.load_contact(conn, attempt.contact_id)
+                still_open = store.attempt(conn, attempt.uuid).ended_at is None
+                if still_open:  # no I/O between the check and this (`close` pops after its write)
+                    self.open.setdefault(attempt.uuid, _Open(attempt, contact))
             log.info("campaign %s: attempt %s still on the switch; adopted", attempt.campaign, attempt.uuid)
             return
         with self.connect() as conn:
@@ -967,15 +974,18 @@ class Dialer:
         attempt.disposition = disposition
         attempt.ended_at = utc(self.clock())
         runner = self.runners.get(attempt.campaign)
-        with self.connect() as conn:
-            campaign = runner.campaign if runner is not None else store.load_campaign(conn, attempt.campaign)
-            if not store.close_attempt(conn, attempt):
-                log.info("campaign %s: attempt %s was closed already", attempt.campaign, attempt.uuid)
-                return
-            if call is not None:
-                call.labels["disposition"] = disposition
-            contact = store.load_contact(conn, contact.id, lock=True)
-            store.save_contact(conn, after_attempt(campaign, contact, disposition, attempt.ended_at))
+        try:
+            with self.connect() as conn:
+                campaign = runner.campaign if runner is not None else store.load_campaign(conn, attempt.campaign)
+                if not store.close_attempt(conn, attempt):
+                    log.info("campaign %s: attempt %s was closed already", attempt.campaign, attempt.uuid)
+                    return
+                if call is not None:
+                    call.labels["disposition"] = disposition
+                contact = store.load_contact(conn, contact.id, lock=True)
+                store.save_contact(conn, after_attempt(campaign, contact, disposition, attempt.ended_at))
+        finally:
+            self.open.pop(attempt.uuid, None)  # `settle` may have seen it open while this was written
         log.info("campaign %s: contact %d %s (attempt %s%s)", attempt.campaign, contact.id, disposition,
                  attempt.uuid, ", abandoned" if attempt.abandoned else "")
         if runner is not None:
