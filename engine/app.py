@@ -31,7 +31,7 @@ from engine.db import Database, migrate
 from engine.dialer.runner import DIALER_ENTRY, Dialer
 from engine.errors import DatabaseError
 from engine.esl import Node, NodeConfig
-from engine.ha import LeaderElection
+from engine.ha import LeaderElection, RelayLegs
 from engine.ivr import Checks, FlowErrors, FlowRunner, FlowsHolder, IvrRoute, IvrStore, RunnerSettings
 from engine.metrics import AcdQueues, EngineMetrics, MetricsServer
 
@@ -99,6 +99,7 @@ class Engine:
         self.registry = CallRegistry(by_entry(entries, route), self.stats, self.journal,
                                      lost_after=config.esl.node_lost_after)
         self.acd.registry = self.registry
+        self.relay_legs = RelayLegs(self.journal)
         self.nodes: list[Node] = []
         for fs in config.freeswitch:
             node = Node(
@@ -107,7 +108,7 @@ class Engine:
                            connect_timeout=config.esl.connect_timeout,
                            heartbeat_timeout=config.esl.heartbeat_timeout,
                            backoff_initial=config.esl.backoff_initial, backoff_max=config.esl.backoff_max),
-                on_event=self.registry.dispatch,
+                on_event=self._on_event,
                 on_up=self.registry.reconcile,
                 on_down=self.registry.node_down,
                 observer=self.metrics.esl,
@@ -177,6 +178,11 @@ class Engine:
         self.writer.start()
         self.journal.sink = self.writer
         self.metrics.watch_cdr_writer(self.writer.stats)
+
+    def _on_event(self, event: Any) -> None:
+        """Every event of every node: the calls' first, then the far legs of cross-node calls."""
+        self.registry.dispatch(event)
+        self.relay_legs.observe(event)
 
     def _agent_status_changed(self, agent_id: str) -> None:
         if self.agent_statuses is not None:

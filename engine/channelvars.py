@@ -16,6 +16,9 @@ VAR_QUEUE = "callrouter_queue"
 VAR_QUEUE_JOINED = "callrouter_queue_joined"  # epoch seconds the caller joined its current queue (its place)
 VAR_CAMPAIGN = "callrouter_campaign"  # on a dialer's call: its campaign and contact id, so a restarted
 VAR_CONTACT = "callrouter_contact"  # engine adopts the call instead of dialling the contact again
+# Set on an agent's ring: through the inter-node gateway sofia sends it as the SIP header
+# X-Callrouter-Parent, and the far node's legs carry it back as this variable, naming their call.
+VAR_PARENT_HEADER = "sip_h_X-Callrouter-Parent"
 ENGINE_VARS = (VAR_ENTRY, VAR_STAGE, VAR_JOINED, VAR_LEG, VAR_PARENT, VAR_AGENT, VAR_FLOW, VAR_NODE, VAR_QUEUE,
                VAR_QUEUE_JOINED, VAR_CAMPAIGN, VAR_CONTACT)
 

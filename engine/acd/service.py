@@ -50,7 +50,7 @@ from engine.calls.call import Call
 from engine.calls.leg import Leg
 from engine.cdr.queue_log import QueueEvent, QueueEventKind
 from engine.config import AcdSettings
-from engine.channelvars import VAR_AGENT, VAR_QUEUE, VAR_QUEUE_JOINED, VAR_STAGE
+from engine.channelvars import VAR_AGENT, VAR_PARENT_HEADER, VAR_QUEUE, VAR_QUEUE_JOINED, VAR_STAGE
 from engine.errors import CallGone, CommandFailed, CommandTimeout, EslError, NotConnected
 from engine.esl import commands
 from engine.ivr.ports import (
@@ -394,7 +394,9 @@ class Acd:
         variables = {"origination_caller_id_number": caller.caller_id_number or "anonymous",
                      "origination_caller_id_name": commands.display_text(
                          f"{reported}: {caller.caller_id_name or caller.caller_id_number}"),
-                     VAR_AGENT: agent_id, VAR_QUEUE: reported}
+                     VAR_AGENT: agent_id, VAR_QUEUE: reported,
+                     # An agent on another node: that node's legs name this call in their CDRs.
+                     VAR_PARENT_HEADER: call.uuid}
         if caller.variables.get(VAR_CONTEXT):
             variables[VAR_CONTEXT] = caller.variables[VAR_CONTEXT]
         # The call data for the agent's softphone / CRM popup (made safe when the IVR collected it).

@@ -17,13 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Protocol
 
-from engine.channelvars import VAR_AGENT, VAR_ENTRY, VAR_FLOW, VAR_LEG, VAR_NODE, VAR_PARENT, VAR_QUEUE
+from engine.channelvars import (
+    VAR_AGENT, VAR_ENTRY, VAR_FLOW, VAR_LEG, VAR_NODE, VAR_PARENT, VAR_PARENT_HEADER, VAR_QUEUE,
+)
 from engine.cdr.records import register
 
-# Set on an originate through the inter-node gateway, sofia sends it as this SIP header; the far
-# node's inbound leg, and the leg it bridges to the agent's phone, carry it back as the variable.
-PARENT_HEADER = "X-Callrouter-Parent"
-VAR_PARENT_HEADER = "sip_h_" + PARENT_HEADER
 
 
 class Headers(Protocol):

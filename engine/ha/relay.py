@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from engine.cdr.mapping import VAR_PARENT_HEADER, CallFacts, cdr_from_event
-from engine.channelvars import VAR_PARENT
+from engine.cdr.mapping import CallFacts, cdr_from_event
+from engine.channelvars import VAR_ENTRY, VAR_PARENT, VAR_PARENT_HEADER
 
 
 class Journal(Protocol):
@@ -28,6 +28,10 @@ class RelayLegs:
     def observe(self, event: Any) -> None:
         if event.name != "CHANNEL_HANGUP_COMPLETE" or self.journal.sink is None:
             return
-        if not event.get("variable_" + VAR_PARENT_HEADER) or event.get("variable_" + VAR_PARENT):
-            return  # not a relay leg, or one the engine originated (its call writes that CDR)
+        if not event.get("variable_" + VAR_PARENT_HEADER):
+            return  # not a relay leg
+        if event.get("variable_" + VAR_PARENT) or event.get("variable_" + VAR_ENTRY):
+            # A leg the engine originated, or a caller parked for it (who may have sent the header
+            # from outside): its call writes that CDR.
+            return
         self.journal.sink.submit(cdr_from_event(event, CallFacts(node=event.node, role="relay")))

@@ -393,7 +393,7 @@ class Population:
                 if other != node:
                     # The inter-node trunk (freeswitch/sip_profiles/external/callrouter_internode.xml):
                     # the far node's public dialplan bridges the number to its registered user.
-                    switch.add_gateway(INTERNODE_GATEWAY.format(node=other), far.users.get)
+                    switch.add_trunk(INTERNODE_GATEWAY.format(node=other), far)
         if self.scenario.outbound is not None:
             for node, switch in self.switches.items():
                 switch.add_gateway(self.scenario.outbound.gateway, self._resolver(node))

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from engine.cdr import CallFacts, RecordWriter, WriterSettings, cdr_from_event
-from engine.cdr.mapping import VAR_PARENT_HEADER
+from engine.channelvars import VAR_PARENT_HEADER
 from engine.db import migrate
 from engine.esl import Node, NodeConfig, commands
 from engine.ha.relay import RelayLegs

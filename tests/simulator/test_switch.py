@@ -131,6 +131,7 @@ def test_failed_bridge_returns_to_park_with_the_cause(switch, agent, cause, disp
     channel = _parked(switch)
     switch.api(f"uuid_answer {channel.uuid}")
     switch.execute(channel.uuid, "set", "call_timeout=0.3")
+    switch.execute(channel.uuid, "set", "continue_on_fail=true")  # as freeswitch/'s dialplan sets it
     switch.execute(channel.uuid, "bridge", "{origination_uuid=bbbbbbbb-0000-4000-8000-000000000001}user/1001")
     wait_until(lambda: any(e.get("Application") == "bridge" for e in rec.of(channel.uuid, "CHANNEL_EXECUTE_COMPLETE")))
     done = [e for e in rec.of(channel.uuid, "CHANNEL_EXECUTE_COMPLETE") if e.get("Application") == "bridge"][0]
@@ -141,6 +142,19 @@ def test_failed_bridge_returns_to_park_with_the_cause(switch, agent, cause, disp
         leg = rec.complete("bbbbbbbb-0000-4000-8000-000000000001")
         assert leg.get("Hangup-Cause") == cause
         assert leg.get("variable_sip_hangup_disposition") == disposition
+
+
+@pytest.mark.timeout(10)
+def test_failed_bridge_without_continue_on_fail_hangs_up_with_the_cause(switch):
+    """switch_channel_handle_cause: unless continue_on_fail says otherwise, only NO_ANSWER,
+    NO_USER_RESPONSE and ORIGINATOR_CANCEL leave the caller up."""
+    rec = Recorder(switch)
+    switch.register_user("1001", ScriptedEndpoint(on_offer="refuse", refuse_cause="USER_BUSY"))
+    channel = _parked(switch)
+    switch.api(f"uuid_answer {channel.uuid}")
+    switch.execute(channel.uuid, "bridge", "user/1001")
+    wait_until(lambda: rec.complete(channel.uuid) is not None)
+    assert rec.complete(channel.uuid).get("Hangup-Cause") == "USER_BUSY"
 
 
 def test_agent_hangup_ends_bridge_and_caller_stays_parked(switch):
