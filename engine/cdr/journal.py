@@ -33,6 +33,7 @@ def call_facts(call: Any, leg: Any) -> CallFacts:
     return CallFacts(
         node=leg.node,
         role=leg.role,
+        call_uuid=call.uuid,  # so an agent leg lost with its node still names its call
         flow=call.labels.get("flow"),
         ivr_node=call.labels.get("ivr_node"),
         queue=call.labels.get("queue"),
@@ -44,6 +45,9 @@ def call_facts(call: Any, leg: Any) -> CallFacts:
         campaign=call.labels.get("campaign") or leg.variables.get(VAR_CAMPAIGN) or None,
         contact=call.labels.get("contact") or leg.variables.get(VAR_CONTACT) or None,
         disposition=call.labels.get("disposition"),
+        # The caller's leg carries what happened to the call: where it was sent, what was recorded.
+        transfer_target=call.labels.get("transfer_target") if leg.role == "caller" else None,
+        recording_path=call.labels.get("recording_path") if leg.role == "caller" else None,
     )
 
 

@@ -112,3 +112,24 @@ def test_every_reference_hangup_maps_and_survives_the_spool_encoding(name):
 def test_an_event_without_a_unique_id_is_refused():
     with pytest.raises(ValueError):
         cdr_from_event({"Event-Name": "CHANNEL_HANGUP_COMPLETE"})
+
+
+def test_call_facts_name_the_call_on_every_leg_and_what_happened_on_the_callers():
+    """journal.call_facts: every leg names its call (the caller's Unique-ID) even when its channel
+    no longer can (an agent leg lost with its node); the caller's leg carries the transfer target
+    and the recording; an agent leg names its agent from its own variables."""
+    from types import SimpleNamespace
+
+    from engine.cdr.journal import call_facts
+
+    call = SimpleNamespace(uuid="caller-1", marks={"queued": 10.0, "connected": 14.5},
+                           labels={"flow": "main", "queue": "sales", "agent": "1001",
+                                   "transfer_target": "queue:billing", "recording_path": "/rec/caller-1.wav"})
+    caller = SimpleNamespace(node="fs1", role="caller", variables={})
+    agent = SimpleNamespace(node="fs2", role="agent", variables={"callrouter_agent": "1001"})
+    facts = call_facts(call, caller)
+    assert (facts.call_uuid, facts.wait_seconds, facts.transfer_target, facts.recording_path) == \
+        ("caller-1", 4.5, "queue:billing", "/rec/caller-1.wav")
+    facts = call_facts(call, agent)
+    assert (facts.call_uuid, facts.node, facts.agent, facts.transfer_target, facts.recording_path) == \
+        ("caller-1", "fs2", "1001", None, None)
