@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Callable
 
 from engine.simulator.channel import Channel, Message
 from engine.simulator.events import HANGUP_CAUSES, format_stamp
+from engine.simulator.fsparse import separate_string
 from engine.simulator.switch import OriginateFailed
 from engine.simulator.wire import url_encode
 
@@ -122,7 +123,7 @@ def cmd_version(switch: "Switch", args: str) -> str:
 
 
 def cmd_originate(switch: "Switch", args: str) -> str:
-    words = args.split()
+    words = separate_string(args, " ", 10)
     if len(words) < 2:
         return ORIGINATE_USAGE
     dial, what = words[0], words[1]
@@ -169,7 +170,7 @@ def cmd_uuid_setvar(switch: "Switch", args: str) -> str:
     channel = _channel(switch, uuid)
     if channel is None:
         return NO_SUCH_CHANNEL
-    name, _, value = rest.partition(" ")
+    name, value = (separate_string(rest, " ", 2) + [""])[:2]
     channel.set_var(name, value or None)
     return "+OK\n"
 
@@ -179,7 +180,7 @@ def cmd_uuid_setvar_multi(switch: "Switch", args: str) -> str:
     channel = _channel(switch, uuid)
     if channel is None:
         return NO_SUCH_CHANNEL
-    for pair in rest.split(";"):
+    for pair in separate_string(rest, ";", 64):
         name, _, value = pair.partition("=")
         if name:
             channel.set_var(name, value or None)
@@ -203,7 +204,7 @@ def cmd_uuid_broadcast(switch: "Switch", args: str) -> str:
     channel = _channel(switch, uuid)
     if channel is None:
         return "-ERR invalid uuid\n"
-    words = rest.split()
+    words = separate_string(rest, " ", 3)
     path = words[0] if words else ""
     leg = words[1] if len(words) > 1 else "aleg"
     targets = {"aleg": [channel], "bleg": [channel.bridged_to], "both": [channel, channel.bridged_to]}
@@ -290,7 +291,7 @@ RECORD_USAGE = "-USAGE: <uuid> [start|stop|mask|unmask] <path> [<limit>] [<recor
 
 
 def cmd_uuid_record(switch: "Switch", args: str) -> str:
-    words = args.split()
+    words = separate_string(args, " ", 5)
     if len(words) < 3:
         return RECORD_USAGE
     channel = _channel(switch, words[0])

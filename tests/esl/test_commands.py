@@ -1,5 +1,5 @@
 """engine.esl.commands: what we build comes back out of FreeSWITCH's parsers (modelled in
-fsparse.py) as exactly the values we put in, and what cannot be made safe is refused."""
+engine/simulator/fsparse.py) as exactly the values we put in, and what cannot be made safe is refused."""
 from __future__ import annotations
 
 import pytest
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from engine.errors import UnsafeValue
 from engine.esl import commands
-from tests.esl import fsparse
+from engine.simulator import fsparse
 
 UUID = "f63cb31d-7674-4f7d-b9d5-cbca733e9196"
 OTHER = "1525ecd9-0c28-419a-b11b-290bf2a07239"

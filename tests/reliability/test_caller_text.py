@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from tests.esl import fsparse
+from engine.simulator import fsparse
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(90)

@@ -272,3 +272,16 @@ def test_a_call_on_the_virtual_clock():
     assert done is not None and done.get("Hangup-Cause") == "NORMAL_CLEARING"
     assert done.get("variable_duration") == "30"
     switch.shutdown()
+
+
+def test_api_arguments_arrive_as_freeswitch_parses_them(switch):
+    """uuid_setvar / uuid_setvar_multi split and unescape their arguments as mod_commands does
+    (switch_separate_string), so what engine.esl.commands escapes arrives as the value it was."""
+    from engine.esl import commands
+
+    channel = _parked(switch)
+    value = "O'Brien, \\ \"Ltd\" {x} a=b;c"
+    assert switch.api(commands.setvar(channel.uuid, "who", value)) == "+OK\n"
+    assert channel.variables["who"] == value
+    switch.api(f"uuid_setvar_multi {channel.uuid} a=one\\stwo;b=three")
+    assert (channel.variables["a"], channel.variables["b"]) == ("one two", "three")

@@ -1,8 +1,9 @@
-"""A model of how FreeSWITCH 1.10 takes apart the command lines engine.esl.commands builds,
-written from reading switch_utils.c (switch_separate_string, its cleanup pass, unescape rules,
-switch_find_end_paren), switch_event.c (switch_event_create_brackets) and mod_commands.c
-(API argument splitting). The command property tests check that what we build comes back out
-of this model as the values we put in.
+"""How FreeSWITCH 1.10 takes command lines apart, written from reading switch_utils.c
+(switch_separate_string, its cleanup pass, unescape rules, switch_find_end_paren), switch_event.c
+(switch_event_create_brackets) and mod_commands.c (API argument splitting). The simulated switch
+parses API arguments and dial strings with it, so a value arrives on a simulated channel as it
+would on a real one; the command property tests check that what engine.esl.commands builds comes
+back out of it as the values put in.
 """
 from __future__ import annotations
 
