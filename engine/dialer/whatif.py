@@ -180,7 +180,7 @@ class DialerDriver:
 
     # ------------------------------------------------------------------ running
     def start(self) -> None:
-        self.switch.subscribe(self._on_event)
+        self.switch.subscribe(self._on_event, ("CHANNEL_HANGUP", "CHANNEL_PARK"))
         if self.mode == "adaptive":
             self.clock.spawn_later(ADAPT_INTERVAL, self._adapt)
         self.clock.spawn_later(TICK, self._tick)

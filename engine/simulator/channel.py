@@ -397,16 +397,19 @@ class Channel:
 
     # ---------------------------------------------------------------- events
     def fire(self, name: str, pre: list[tuple[str, str]] | None = None,
-             post: list[tuple[str, str]] | None = None) -> SimEvent:
+             post: list[tuple[str, str]] | None = None, site: tuple[str, str, int] | None = None) -> None:
         event_name = "DTMF" if name == "CHANNEL_DTMF_EVENT" else name
-        event = self.switch.new_event(event_name)
+        switch = self.switch
+        if not switch.wants(event_name):
+            switch.skip_event()
+            return
+        event = switch.new_event(event_name, site=site)
         if pre:
             event.extend(pre)
         event.extend(ChannelData(self))
         if post:
             event.extend(post)
-        self.switch.fire(event)
-        return event
+        switch.fire(event)
 
     def headers(self) -> list[tuple[str, str]]:
         """switch_channel_event_set_data as the channel is now."""

@@ -385,7 +385,7 @@ class Population:
 
     def start(self) -> None:
         for switch in self.switches.values():
-            self._subscriptions.append((switch, switch.subscribe(self._on_event)))
+            self._subscriptions.append((switch, switch.subscribe(self._on_event, ("CHANNEL_ANSWER",))))
         for agent in self.agents:
             self.switches[agent.spec.node].register_user(agent.user_id, agent)
         for node, switch in self.switches.items():

@@ -14,7 +14,7 @@ import re
 import time
 import uuid as uuidlib
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 import gevent
 from gevent.event import Event
@@ -138,7 +138,9 @@ class Switch:
         self.gateways: dict[str, Callable[[str], Endpoint | None]] = {}
         # loopback/<ext>: the far end for an extension; None = no route; absent = answers at once.
         self.loopback_extensions: dict[str, Endpoint | None] = {}
-        self._subscribers: dict[int, Callable[[SimEvent], None]] = {}
+        # token -> (callback, the event names it wants or None for all)
+        self._subscribers: dict[int, tuple[Callable[[SimEvent], None], frozenset[str] | None]] = {}
+        self._wanted: frozenset[str] | None = frozenset()   # the union of those; None: every event
         self._log_subscribers: dict[int, Callable[[int, str], None]] = {}
         self._tokens = itertools.count(1)
         self._sequence = itertools.count(1)
@@ -158,20 +160,45 @@ class Switch:
         event.extend(CommonHeaders(name, subclass, self, self.clock.now(), site, next(self._sequence)))
         return event
 
-    def subscribe(self, callback: Callable[[SimEvent], None]) -> int:
+    def subscribe(self, callback: Callable[[SimEvent], None], events: Iterable[str] | None = None) -> int:
+        """callback(event) for every event fired, or only for those named in `events`."""
         token = next(self._tokens)
-        self._subscribers[token] = callback
+        self._subscribers[token] = (callback, frozenset(events) if events is not None else None)
+        self._update_wanted()
         return token
 
     def unsubscribe(self, token: int) -> None:
         self._subscribers.pop(token, None)
+        self._update_wanted()
+
+    def _update_wanted(self) -> None:
+        names: set[str] = set()
+        for _, events in self._subscribers.values():
+            if events is None:
+                self._wanted = None
+                return
+            names |= events
+        self._wanted = frozenset(names)
+
+    def wants(self, name: str) -> bool:
+        """Does any subscriber take `name`? An event nobody takes is not built: an in-process
+        what-if subscribes to the few it reads, and building the rest was most of its time."""
+        return self._wanted is None or name in self._wanted
+
+    def skip_event(self) -> None:
+        """An event nobody takes still uses its Event-Sequence number, so what a subscriber
+        sees does not depend on who else is subscribed."""
+        next(self._sequence)
 
     def fire(self, event: SimEvent) -> None:
-        for callback in list(self._subscribers.values()):
+        name = event.name
+        for callback, events in list(self._subscribers.values()):
+            if events is not None and name not in events:
+                continue
             try:
                 callback(event)
             except Exception:  # a subscriber's bug must not stop event delivery
-                log.exception("event subscriber failed on %s", event.name)
+                log.exception("event subscriber failed on %s", name)
 
     def subscribe_log(self, callback: Callable[[int, str], None]) -> int:
         """callback(level, formatted line) for every log line (the `log` command's feed)."""
@@ -191,6 +218,13 @@ class Switch:
             callback(level, line)
 
     def _beat(self) -> None:
+        if self.wants("HEARTBEAT"):
+            self.fire(self._heartbeat_event())
+        else:
+            self.skip_event()
+        self._heartbeat = self.clock.spawn_later(self.heartbeat_interval, self._beat)
+
+    def _heartbeat_event(self) -> SimEvent:
         event = self.new_event("HEARTBEAT")
         event.add("Event-Info", "System Ready")
         event.add("Up-Time", self.uptime_text())
@@ -205,8 +239,7 @@ class Switch:
         event.add("Session-Peak-Max", self.peak_sessions)
         event.add("Session-Peak-FiveMin", self.peak_sessions)
         event.add("Idle-CPU", "99.000000")
-        self.fire(event)
-        self._heartbeat = self.clock.spawn_later(self.heartbeat_interval, self._beat)
+        return event
 
     def uptime_text(self) -> str:
         us = int((self.clock.now() - self.started) * 1_000_000)
@@ -611,12 +644,9 @@ class Switch:
         When the bridge ends the survivor is hung up unless park_after_bridge=true."""
         def soft_execute() -> None:
             a.set_running_state("CS_SOFT_EXECUTE", "CS_SOFT_EXECUTE")
-            event = self.new_event("CHANNEL_EXECUTE",
-                                   site=("switch_ivr_bridge.c", "uuid_bridge_on_soft_execute", 1243))
             a.link(b, "originator")
-            event.extend(ChannelData(a))
-            event.extend([("Application", "uuid_bridge"), ("Application-Data", b.uuid)])
-            self.fire(event)
+            a.fire("CHANNEL_EXECUTE", post=[("Application", "uuid_bridge"), ("Application-Data", b.uuid)],
+                   site=("switch_ivr_bridge.c", "uuid_bridge_on_soft_execute", 1243))
             self.run_bridge(a, b)
             if a.is_up and a.variables.get("park_after_bridge") == "true":
                 a.next_work = lambda: self.park_state(a)
