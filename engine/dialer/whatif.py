@@ -2,8 +2,8 @@
 check and retry rules) driving the simulated switch in-process on a virtual clock.
 
 `DialerDriver` is the smallest live layer: it asks the pacing how many calls to place, originates
-them through the simulated carrier gateway (commands built by engine.esl.commands), reads the AMD
-result the far end leaves on the leg, connects a live answer to a free simulated agent (originate
+them through the simulated carrier gateway (commands built by engine.esl.commands), waits for the
+AMD result the far end leaves on the leg, connects a live answer to a free simulated agent (originate
 user/<agent>, uuid_bridge) or, when none is free within 2 s of the greeting's end, plays the
 abandon message and hangs up. Contacts come from a `ContactSource`: an endless list for sizing
 (`simulate`), or a `CampaignSource` that runs a real campaign's rules to completion.
@@ -31,6 +31,7 @@ from engine.dialer.model import (
 )
 from engine.dialer.selection import after_attempt, next_contacts
 from engine.esl import commands
+from engine.simulator.channel import wait_for
 from engine.simulator.clock import VirtualClock
 from engine.simulator.events import SimEvent
 from engine.simulator.runner import Simulation
@@ -40,7 +41,7 @@ from engine.simulator.scenario import (
 
 MODES = ("predictive", "progressive", "ratio", "adaptive")
 GATEWAY = "carrier"
-AMD_POLL = 0.25
+AMD_RESULTS = ("HUMAN", "MACHINE", "NOTSURE")
 ADAPT_INTERVAL = 15.0
 TICK = 30.0
 MESSAGE = "ivr/abandon-message.wav"
@@ -324,14 +325,20 @@ class DialerDriver:
         self._finish(attempt, Disposition.ANSWERED.value)
 
     def _amd(self, leg: str) -> str:
-        """The AMD result the far end leaves on the leg once its greeting is over ("" if it hung up)."""
-        while True:
-            value = self.switch.api(commands.getvar(leg, "amd_result")).strip()
-            if value in ("HUMAN", "MACHINE", "NOTSURE"):
-                return value
-            if value.startswith("-ERR"):
-                return ""
-            self.clock.sleep(AMD_POLL)
+        """The AMD result the far end leaves on the leg once its greeting is over ("" if it hung up
+        first). In-process the driver waits on the channel itself (Channel.detect wakes it) where
+        the live runner polls uuid_getvar: a poll every 0.25 s was most of a simulated hour's work."""
+        channel = self.switch.channels.get(leg)
+        if channel is None:
+            return ""
+        wake = gevent.event.Event()
+        channel.watchers.add(wake)
+        try:
+            wait_for(self.clock, wake,
+                     lambda: not channel.is_up or channel.variables.get("amd_result") in AMD_RESULTS, None)
+        finally:
+            channel.watchers.discard(wake)
+        return channel.variables.get("amd_result", "") if channel.is_up else ""
 
     def _connect(self, leg: str, agent: str) -> bool:
         agent_leg = self._uuid()

@@ -304,6 +304,13 @@ class Channel:
         if value is not None:
             self.variables[name] = value
 
+    def detect(self, name: str, value: str) -> None:
+        """What media analysis on the channel concludes (AMD's amd_result): the variable is set
+        and whoever waits on the channel (`watchers`) wakes, as an ESL client would on the
+        application's EXECUTE_COMPLETE instead of polling uuid_getvar."""
+        self.set_var(name, value)
+        self.poke()
+
     def poke(self) -> None:
         self.wake.set()
         for watcher in list(self.watchers):

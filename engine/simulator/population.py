@@ -269,14 +269,14 @@ class Destination(_Party):
 
     def _announce(self, leg: Leg, result: str, greeting: float) -> None:
         """Answering-machine detection concludes once it has heard the greeting: the result is
-        put on the leg then, where the switch lets a far end set variables (Channel.set_var)."""
-        set_var = getattr(leg, "set_var", None)
-        if set_var is not None:
-            self.clock.spawn_later(greeting, self._conclude_amd, set_var, result)
+        put on the leg then, where the switch lets a far end's media analysis land (Channel.detect)."""
+        detect = getattr(leg, "detect", None)
+        if detect is not None:
+            self.clock.spawn_later(greeting, self._conclude_amd, detect, result)
 
-    def _conclude_amd(self, set_var: Callable[[str, str], None], result: str) -> None:
+    def _conclude_amd(self, detect: Callable[[str, str], None], result: str) -> None:
         if not self.gone:
-            set_var("amd_result", result)
+            detect("amd_result", result)
 
     def on_bridge(self, leg: Leg, other: Endpoint | None) -> None:
         super().on_bridge(leg, other)
