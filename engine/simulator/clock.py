@@ -5,13 +5,14 @@ through a Clock, so the same code runs a live demo or a compressed day.
 """
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import time
 from typing import Any, Callable, Protocol
 
 import gevent
-from gevent.event import Event
+from gevent.hub import Waiter, get_hub
 
 
 class Clock(Protocol):
@@ -41,27 +42,30 @@ class VirtualClock:
 
     Only for in-process runs (no sockets): `run_until()` advances time when gevent's loop has
     nothing left to do, so a simulated day takes as long as its computation.
+
+    A wake-up is a sleeper to resume or a `spawn_later` greenlet to start. The greenlet is
+    created unstarted rather than spawned to sleep: most timers (timeouts, patience, hangups)
+    are cancelled before they fire, and a killed unstarted greenlet never runs at all.
     """
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = start
-        self._wakeups: list[tuple[float, int, Event]] = []
+        self._wakeups: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
 
     def now(self) -> float:
         return self._now
 
     def sleep(self, seconds: float) -> None:
-        ready = Event()
-        heapq.heappush(self._wakeups, (self._now + max(0.0, seconds), next(self._seq), ready))
-        ready.wait()
+        waiter = Waiter()
+        resume = functools.partial(get_hub().loop.run_callback, waiter.switch, None)
+        heapq.heappush(self._wakeups, (self._now + max(0.0, seconds), next(self._seq), resume))
+        waiter.get()
 
     def spawn_later(self, seconds: float, fn: Callable[..., Any], *args: Any) -> gevent.Greenlet:
-        def later() -> Any:
-            self.sleep(seconds)
-            return fn(*args)
-
-        return gevent.spawn(later)
+        greenlet = gevent.Greenlet(fn, *args)
+        heapq.heappush(self._wakeups, (self._now + max(0.0, seconds), next(self._seq), greenlet.start))
+        return greenlet
 
     def run_until(self, deadline: float) -> None:
         """Advance time up to `deadline`, waking sleepers in time order."""
@@ -69,8 +73,8 @@ class VirtualClock:
             gevent.idle()
             if not self._wakeups or self._wakeups[0][0] > deadline:
                 break
-            at, _, ready = heapq.heappop(self._wakeups)
+            at, _, wake = heapq.heappop(self._wakeups)
             self._now = max(self._now, at)
-            ready.set()
+            wake()
         gevent.idle()
         self._now = max(self._now, deadline)
