@@ -15,21 +15,24 @@ ADAPT methods (raise the level while the drop rate is under target, lower it abo
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
+from typing import NamedTuple
 
 log = logging.getLogger(__name__)
 
 _NORMAL = NormalDist()
+_SQRT2 = math.sqrt(2.0)
+_SQRT2PI = math.sqrt(2.0 * math.pi)
 IDLE, TALKING, WRAP_UP = "idle", "talking", "wrap-up"
 
 
-@dataclass(frozen=True)
-class AgentView:
-    """One logged-in agent as the pacing sees it."""
+class AgentView(NamedTuple):
+    """One logged-in agent as the pacing sees it (a tuple: one per agent per decision)."""
     state: str                       # idle / talking / wrap-up
     seconds_in_state: float = 0.0
     wrap_up_left: float = 0.0        # for wrap-up: seconds until ready again
@@ -68,8 +71,7 @@ class PacingDecision:
     def to_dict(self) -> dict:
         record = asdict(self)
         inputs = record.pop("inputs")
-        agents = inputs.pop("agents")
-        inputs["agents"] = {state: sum(1 for a in agents if a["state"] == state)
+        inputs["agents"] = {state: sum(1 for a in self.inputs.agents if a.state == state)
                             for state in (IDLE, TALKING, WRAP_UP)}
         return {**record, "inputs": inputs}
 
@@ -99,7 +101,14 @@ def expected_overflow(answers_mean: float, answers_var: float, free_mean: float,
     """E[(X - F)+] for answers X and free agents F, in the normal approximation."""
     mu = answers_mean - free_mean
     sigma = math.sqrt(answers_var + free_var + 0.25)  # +0.25: the counts are whole numbers
-    return mu * _NORMAL.cdf(mu / sigma) + sigma * _NORMAL.pdf(mu / sigma)
+    x = mu / sigma
+    return mu * 0.5 * math.erfc(-x / _SQRT2) + sigma * math.exp(-0.5 * x * x) / _SQRT2PI
+
+
+@functools.lru_cache(maxsize=16)
+def _z(delta: float) -> float:
+    """The one-sided normal quantile for `delta` (the same few deltas, every decision)."""
+    return _NORMAL.inv_cdf(1 - delta)
 
 
 def progressive_calls(agents: tuple[AgentView, ...], in_flight: int) -> int:
@@ -108,7 +117,7 @@ def progressive_calls(agents: tuple[AgentView, ...], in_flight: int) -> int:
 
 
 def pace(inputs: PacingInputs) -> PacingDecision:
-    z = _NORMAL.inv_cdf(1 - inputs.delta)
+    z = _z(inputs.delta)
     progressive = progressive_calls(inputs.agents, inputs.in_flight)
     p_hi = wilson_upper(inputs.live_answers, inputs.attempts, z)
 
