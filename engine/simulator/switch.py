@@ -7,6 +7,7 @@ Everything is timed on the injected clock, so a VirtualClock run works in-proces
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import random
@@ -725,70 +726,42 @@ class Switch:
         t = channel.times
         end = t["hangup"] or self.clock.now()
         cause = channel.hangup_cause or "NORMAL_CLEARING"
-        setv = channel.set_var
-        setv("hangup_cause", cause)
-        setv("hangup_cause_q850", str(HANGUP_CAUSES.get(cause, 16)))
-        setv("digits_dialed", "none")
-        setv("start_stamp", format_stamp(t["created"]))
-        setv("profile_start_stamp", format_stamp(channel.profile.created))
-        for key in ("answered", "bridged", "progress", "progress_media"):
-            if t[key]:
-                setv({"answered": "answer", "bridged": "bridge"}.get(key, key) + "_stamp", format_stamp(t[key]))
-        setv("end_stamp", format_stamp(end))
-        for name, value in (("start", t["created"]), ("profile_start", channel.profile.created),
-                            ("answer", t["answered"]), ("bridge", t["bridged"]), ("last_hold", 0.0)):
-            setv(f"{name}_epoch", str(int(value)))
-            setv(f"{name}_uepoch", str(micros(value)))
-        setv("hold_accum_seconds", "0")
-        setv("hold_accum_usec", "0")
-        setv("hold_accum_ms", "0")
-        setv("resurrect_epoch", "0")
-        setv("resurrect_uepoch", "0")
-        for name, value in (("progress", t["progress"]), ("progress_media", t["progress_media"]),
-                            ("end", end)):
-            setv(f"{name}_epoch", str(int(value)))
-            setv(f"{name}_uepoch", str(micros(value)))
-        if "last_app" in channel.variables:
-            setv("last_app", channel.variables["last_app"])
-        if "last_arg" in channel.variables:
-            setv("last_arg", channel.variables["last_arg"])
+        created, profile_created = t["created"], channel.profile.created
+        cdr = [("hangup_cause", cause), ("hangup_cause_q850", str(HANGUP_CAUSES.get(cause, 16))),
+               ("digits_dialed", "none"), ("start_stamp", _stamp(created)),
+               ("profile_start_stamp", _stamp(profile_created))]
+        cdr += [(name, _stamp(t[key])) for key, name in _STAMPED if t[key]]
+        cdr.append(("end_stamp", _stamp(end)))
+        for name, value in (("start", created), ("profile_start", profile_created),
+                            ("answer", t["answered"]), ("bridge", t["bridged"])):
+            cdr += _epochs(name, value)
+        cdr += _ZERO_EPOCHS
+        for name, value in (("progress", t["progress"]), ("progress_media", t["progress_media"]), ("end", end)):
+            cdr += _epochs(name, value)
+        variables = channel.variables
+        for name in ("last_app", "last_arg"):
+            if name in variables:
+                cdr.append((name, variables[name]))
         profile = channel.profile
-        setv("caller_id", f'"{profile.caller_id_name}" <{profile.caller_id_number}>')
-        start = t["created"]
+        cdr.append(("caller_id", f'"{profile.caller_id_name}" <{profile.caller_id_number}>'))
 
-        def since(value: float, base: float = start) -> float:
+        def since(value: float, base: float = created) -> float:
             return max(0.0, value - base) if value else 0.0
 
         billed = since(end, t["answered"]) if t["answered"] else 0.0
-        spans = [("", end - start), ("bill", billed), ("progress", since(t["progress"])),
-                 ("answer", since(t["answered"])), ("wait", since(t["bridged"])),
-                 ("progress_media", since(t["progress_media"])), ("flow_bill", billed)]
-        # FreeSWITCH's order: every *sec, then every *msec, then every *usec; duration leads each.
-        for unit, scale in (("sec", 1), ("msec", 1000), ("usec", 1_000_000)):
-            for key, value in spans:
-                name = {"sec": "duration", "msec": "mduration", "usec": "uduration"}[unit] if not key \
-                    else f"{key}{unit}"
-                setv(name, str(int(value * scale)))
-        if "sip_hangup_disposition" in channel.variables:
-            setv("sip_hangup_disposition", channel.variables["sip_hangup_disposition"])
+        spans = (end - created, billed, since(t["progress"]), since(t["answered"]), since(t["bridged"]),
+                 since(t["progress_media"]), billed)
+        for names, scale in _DURATIONS:
+            cdr += zip(names, [str(int(value * scale)) for value in spans])
+        if "sip_hangup_disposition" in variables:
+            cdr.append(("sip_hangup_disposition", variables["sip_hangup_disposition"]))
         if channel.name.startswith("sofia/") and channel.media_up:
-            media = since(end, t["progress_media"] or t["answered"])
-            packets = int(media * 50)
-            for key, value in (("in_raw_bytes", packets * 172), ("in_media_bytes", packets * 160),
-                               ("in_packet_count", packets), ("in_media_packet_count", packets),
-                               ("in_skip_packet_count", 0), ("in_jitter_packet_count", 0),
-                               ("in_dtmf_packet_count", 0), ("in_cng_packet_count", 0),
-                               ("in_flush_packet_count", 0), ("in_largest_jb_size", 0),
-                               ("in_jitter_min_variance", "0.00"), ("in_jitter_max_variance", "0.00"),
-                               ("in_jitter_loss_rate", "0.00"), ("in_jitter_burst_rate", "0.00"),
-                               ("in_mean_interval", "20.00"), ("in_flaw_total", 0),
-                               ("in_quality_percentage", "100.00"), ("in_mos", "4.50"),
-                               ("out_raw_bytes", packets * 172), ("out_media_bytes", packets * 160),
-                               ("out_packet_count", packets), ("out_media_packet_count", packets),
-                               ("out_skip_packet_count", 0), ("out_dtmf_packet_count", 0),
-                               ("out_cng_packet_count", 0), ("rtcp_packet_count", 0),
-                               ("rtcp_octet_count", 0)):
-                setv(f"rtp_audio_{key}", str(value))
+            packets = int(since(end, t["progress_media"] or t["answered"]) * 50)
+            cdr += [(name, str(packets * per_packet) if per_packet is not None else value)
+                    for name, per_packet, value in _RTP_STATS]
+        for name, value in cdr:   # switch_channel_set_variable: a re-set variable moves to the end
+            variables.pop(name, None)
+            variables[name] = value
 
     # ------------------------------------------------------------------ api & lifecycle
     def api(self, line: str) -> str:
@@ -819,6 +792,44 @@ class Switch:
         self.hupall("MANAGER_REQUEST")
         for channel in list(self.channels.values()):
             channel.destroyed.wait(timeout=5)
+
+
+# The CDR variables' tables (Switch.cdr_variables), in FreeSWITCH's order.
+_STAMPED = (("answered", "answer_stamp"), ("bridged", "bridge_stamp"), ("progress", "progress_stamp"),
+            ("progress_media", "progress_media_stamp"))
+_ZERO_EPOCHS = [("last_hold_epoch", "0"), ("last_hold_uepoch", "0"), ("hold_accum_seconds", "0"),
+                ("hold_accum_usec", "0"), ("hold_accum_ms", "0"), ("resurrect_epoch", "0"), ("resurrect_uepoch", "0")]
+# Every *sec, then every *msec, then every *usec; duration leads each (the spans of cdr_variables).
+_DURATIONS = tuple((tuple(unit_name if not key else f"{key}{unit}" for key in
+                          ("", "bill", "progress", "answer", "wait", "progress_media", "flow_bill")), scale)
+                   for unit, unit_name, scale in (("sec", "duration", 1), ("msec", "mduration", 1000),
+                                                  ("usec", "uduration", 1_000_000)))
+# rtp_audio_* as (name, bytes per packet, or None for a fixed value); 50 packets a second.
+_RTP_STATS = tuple((f"rtp_audio_{key}", per_packet, value) for key, per_packet, value in (
+    ("in_raw_bytes", 172, ""), ("in_media_bytes", 160, ""), ("in_packet_count", 1, ""),
+    ("in_media_packet_count", 1, ""), ("in_skip_packet_count", None, "0"), ("in_jitter_packet_count", None, "0"),
+    ("in_dtmf_packet_count", None, "0"), ("in_cng_packet_count", None, "0"), ("in_flush_packet_count", None, "0"),
+    ("in_largest_jb_size", None, "0"), ("in_jitter_min_variance", None, "0.00"),
+    ("in_jitter_max_variance", None, "0.00"), ("in_jitter_loss_rate", None, "0.00"),
+    ("in_jitter_burst_rate", None, "0.00"), ("in_mean_interval", None, "20.00"), ("in_flaw_total", None, "0"),
+    ("in_quality_percentage", None, "100.00"), ("in_mos", None, "4.50"), ("out_raw_bytes", 172, ""),
+    ("out_media_bytes", 160, ""), ("out_packet_count", 1, ""), ("out_media_packet_count", 1, ""),
+    ("out_skip_packet_count", None, "0"), ("out_dtmf_packet_count", None, "0"), ("out_cng_packet_count", None, "0"),
+    ("rtcp_packet_count", None, "0"), ("rtcp_octet_count", None, "0")))
+
+
+@functools.lru_cache(maxsize=1024)
+def _stamp_second(second: int) -> str:
+    return format_stamp(second)
+
+
+def _stamp(epoch: float) -> str:
+    """format_stamp, once per second of the clock: a channel's stamps mostly share their seconds."""
+    return _stamp_second(int(epoch))
+
+
+def _epochs(name: str, value: float) -> tuple[tuple[str, str], tuple[str, str]]:
+    return (f"{name}_epoch", str(int(value))), (f"{name}_uepoch", str(micros(value)))
 
 
 def _continues_on(channel: Channel, cause: str) -> bool:
