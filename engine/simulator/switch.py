@@ -52,10 +52,13 @@ class DialTarget:
     variables: dict[str, str] = field(default_factory=dict)
 
 
+_VAR_ITEM = re.compile(r"(?:[^,']|'[^']*')+")
+
+
 def split_vars(text: str) -> dict[str, str]:
     """`a=1,b='x,y'` -> {'a': '1', 'b': 'x,y'} (FreeSWITCH's {}/[] variable blocks)."""
     out: dict[str, str] = {}
-    for item in re.findall(r"(?:[^,']|'[^']*')+", text):
+    for item in _VAR_ITEM.findall(text):
         name, _, value = item.partition("=")
         if name.strip():
             out[name.strip()] = value.strip().strip("'")
@@ -65,12 +68,17 @@ def split_vars(text: str) -> dict[str, str]:
 def _end_paren(text: str, open_: str, close: str) -> int:
     """Where the block opened at text[0] closes, by raw bracket counting (switch_find_end_paren:
     a value may hold balanced braces, and no escape is honoured)."""
-    depth = 0
-    for at, ch in enumerate(text):
-        depth += (ch == open_) - (ch == close)
+    depth = at = 0
+    while True:
+        opens, closes = text.find(open_, at), text.find(close, at)
+        if closes < 0:
+            raise ValueError(f"no closing {close!r} in the dial string {text[:60]!r}")
+        if 0 <= opens < closes:
+            depth, at = depth + 1, opens + 1
+            continue
+        depth, at = depth - 1, closes + 1
         if depth == 0:
-            return at
-    raise ValueError(f"no closing {close!r} in the dial string {text[:60]!r}")
+            return closes
 
 
 def parse_dial_string(dial: str) -> list[DialTarget]:
