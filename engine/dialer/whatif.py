@@ -19,7 +19,7 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import gevent
 import gevent.event
@@ -35,6 +35,7 @@ from engine.simulator.channel import wait_for
 from engine.simulator.clock import VirtualClock
 from engine.simulator.events import SimEvent
 from engine.simulator.runner import Simulation
+from engine.simulator.truth import TruthRecorder
 from engine.simulator.scenario import (
     AgentSpec, DestinationSpec, Exponential, Fixed, NodeSpec, OutboundSpec, Scenario, Uniform,
 )
@@ -128,6 +129,13 @@ class WhatIfReport:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
+class _Answered(NamedTuple):
+    """What abandon_periods reads of an answered attempt (a sizing run keeps only this)."""
+    answered_at: datetime
+    amd_result: str
+    abandoned: bool
+
+
 @dataclass
 class _AgentSlot:
     id: str
@@ -147,7 +155,7 @@ class Waiting:
 class DialerDriver:
     def __init__(self, sim: Simulation, source: ContactSource, *, mode: str, agents: list[str], campaign: Campaign,
                  wrap_up: float = 0.0, ratio: float = 2.0, delta: float = 0.05, amd_false_positive_rate: float = 0.0,
-                 keep_decisions: bool = False) -> None:
+                 keep_decisions: bool = False, keep_attempts: bool = True) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
         self.sim = sim
@@ -162,7 +170,11 @@ class DialerDriver:
         self.amd_fp = amd_false_positive_rate
         self.agents = {a: _AgentSlot(a) for a in agents}
         self.started = self.clock.now()
-        self.attempts: list[Attempt] = []
+        # Every finished Attempt, unless a sizing run of hundreds of hours only wants the figures:
+        # those come from the counters and the answered attempts' period figures below.
+        self.attempts: list[Attempt] | None = [] if keep_attempts else None
+        self._answered: list[_Answered] = []
+        self._finished_abandoned = self._finished_connected = 0
         self.decisions: list[pacing.PacingDecision] | None = [] if keep_decisions else None
         self.in_flight = 0
         self.resolved = 0
@@ -357,7 +369,12 @@ class DialerDriver:
     def _finish(self, attempt: Attempt, disposition: str) -> None:
         attempt.disposition = disposition
         attempt.ended_at = utc(self.clock.now())
-        self.attempts.append(attempt)
+        if self.attempts is not None:
+            self.attempts.append(attempt)
+        if attempt.answered_at is not None:
+            self._answered.append(_Answered(attempt.answered_at, attempt.amd_result, attempt.abandoned))
+        self._finished_abandoned += attempt.abandoned
+        self._finished_connected += attempt.connected_at is not None
         if attempt.answered_at is not None and attempt.amd_result == "HUMAN":
             self._count_live(attempt)
         self.in_flight -= 1
@@ -413,14 +430,12 @@ class DialerDriver:
     def report(self, until: float) -> WhatIfReport:
         hours = (until - self.started) / 3600
         busy = self.busy_seconds + sum(until - max(c, self.started) for _, c in self._agent_legs.values())
-        attempts = [a for a in self.attempts if a.started_at < utc(until)]
-        periods = abandon_periods(self.campaign.abandon_rule, attempts, utc(self.started),
+        periods = abandon_periods(self.campaign.abandon_rule, self._answered, utc(self.started),
                                   cap=self.campaign.abandon_cap, amd_false_positive_rate=self.amd_fp)
-        live = sum(1 for a in attempts if a.answered_at is not None and a.amd_result == "HUMAN")
-        abandoned = sum(1 for a in attempts if a.abandoned)
-        connected = sum(1 for a in attempts if a.connected_at is not None)
+        live = sum(1 for a in self._answered if a.amd_result == "HUMAN")
+        abandoned, connected = self._finished_abandoned, self._finished_connected
         staffed = len(self.agents) * hours
-        return WhatIfReport(self.mode, len(self.agents), hours, len(attempts), live, abandoned,
+        return WhatIfReport(self.mode, len(self.agents), hours, self.resolved, live, abandoned,
                             busy / (staffed * 3600) if staffed else 0.0, abandoned / live if live else 0.0,
                             max((p.rate for p in periods), default=0.0), connected / staffed if staffed else 0.0,
                             len(periods))
@@ -450,12 +465,12 @@ def simulate(mode: str, *, agents: int, answer_rate: float, aht: float, hours: f
     """Size a campaign: `hours` of dialling fresh numbers with `agents` agents in `mode`."""
     scenario = sizing_scenario(agents, answer_rate, aht, seed)
     clock = VirtualClock(start=start)
-    sim = Simulation(scenario, clock=clock, serve=False, seed=seed)
+    sim = Simulation(scenario, clock=clock, recorder=TruthRecorder(keep=False), serve=False, seed=seed)
     sim.start()
     campaign = Campaign("what-if", mode=Mode.PREDICTIVE,
                         gateway=GATEWAY, abandon_rule=rule)
     driver = DialerDriver(sim, EndlessSource(), mode=mode, agents=list(scenario.agents[0].ids), campaign=campaign,
-                          wrap_up=wrap_up, ratio=ratio, delta=delta)
+                          wrap_up=wrap_up, ratio=ratio, delta=delta, keep_attempts=False)
     driver.start()
     until = start + hours * 3600
     clock.run_until(until)
