@@ -51,6 +51,9 @@ _AGENT_CONFIG = ("name", "contacts", "skills", "max_calls", "wrap_up_time", "max
                  "busy_delay_time", "no_answer_delay_time")
 
 
+_NO_NEEDS: frozenset = frozenset()  # most calls need only their queue's skills: one shared key (~200 B a call)
+
+
 class Decision(NamedTuple):
     """What the Router saw when it offered a call: kept for `explain`."""
 
@@ -221,8 +224,8 @@ class Router:
         member.state = MemberState.WAITING
         self.members[member.uuid] = member
         key = (-member.priority, member.joined_at, next(self._seq), member.uuid)
-        self._member_keys[member.uuid] = ((frozenset(member.skills.items()), member.priority), key,
-                                          tuple(sorted(member.skills)))
+        needs = frozenset(member.skills.items()) if member.skills else _NO_NEEDS
+        self._member_keys[member.uuid] = ((needs, member.priority), key, tuple(sorted(member.skills)))
         self._enqueue(member)
 
     def member_left(self, uuid: str, now: float) -> list[str]:
