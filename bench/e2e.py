@@ -7,6 +7,8 @@ and the engine process's /proc/<pid>/stat:
 - e2e_calls_per_second: calls finished in the window per second;
 - e2e_concurrent_calls: the most calls up at once (arrival to hangup) in the window;
 - e2e_engine_cpu_ms_per_call: the engine's user+system CPU in the window per call finished;
+- e2e_simulator_cpu_ms_per_call: the same for the simulator (FreeSWITCH's stand-in plus every
+  simulated phone): on a shared box it is the heavier process, and what limits the offered rate;
 - e2e_park_to_first_prompt_{p50,p99}_seconds: the simulated dialplan parks a call as it arrives,
   so arrival to the first media the caller hears;
 - e2e_digit_to_next_action_{p50,p99}_seconds: callers press "1" a fixed think time after the menu
@@ -169,9 +171,9 @@ def measure(flow: dict, rate: float, agents: int, talk: float, warmup: float, wi
                 raise RuntimeError(f"the engine did not take calls: {(workdir / 'engine.log').read_text()[-2000:]}")
             time.sleep(0.2)
         time.sleep(warmup)
-        since, cpu0 = time.time(), cpu_seconds(engine.pid)
+        since, cpu0, sim_cpu0 = time.time(), cpu_seconds(engine.pid), cpu_seconds(sim.pid)
         time.sleep(window)
-        until, cpu = time.time(), cpu_seconds(engine.pid) - cpu0
+        until, cpu, sim_cpu = time.time(), cpu_seconds(engine.pid) - cpu0, cpu_seconds(sim.pid) - sim_cpu0
         time.sleep(min(5.0, talk + 2))   # calls that ended in the window reach the truth file
     finally:
         engine.terminate()
@@ -182,7 +184,8 @@ def measure(flow: dict, rate: float, agents: int, talk: float, warmup: float, wi
     done = [c for c in everything if c["hangup_at"] is not None and since <= c["hangup_at"] <= until]
     return {"calls_per_second": len(done) / (until - since), "concurrent_calls": peak_concurrency(everything, since,
                                                                                                  until),
-            "engine_cpu_ms_per_call": 1000 * cpu / max(1, len(done)), "calls": len(done),
+            "engine_cpu_ms_per_call": 1000 * cpu / max(1, len(done)),
+            "simulator_cpu_ms_per_call": 1000 * sim_cpu / max(1, len(done)), "calls": len(done),
             "latencies": latencies(done)}
 
 
@@ -203,7 +206,7 @@ def main() -> None:
     params = {"offered_per_second": rate, "agents": agents, "talk_seconds": talk, "window_seconds": window,
               "calls": full["calls"], "baseline_calls": bare["calls"], "smoke": args.smoke}
     for figure, unit in (("calls_per_second", "calls/s"), ("concurrent_calls", "calls"),
-                         ("engine_cpu_ms_per_call", "ms")):
+                         ("engine_cpu_ms_per_call", "ms"), ("simulator_cpu_ms_per_call", "ms")):
         print(json.dumps({"name": f"e2e_{figure}", "value": round(full[figure], 3), "unit": unit,
                           "baseline": {"name": f"e2e_bare_{figure}", "value": round(bare[figure], 3)},
                           "params": params}), flush=True)
