@@ -87,7 +87,8 @@ def start_simulator(workdir: Path, spec: dict, seconds: float, port: int = 0) ->
 
 
 def start_engine(workdir: Path, data_dir: Path, port: int, flow: dict, agents: list[str],
-                 metrics: str = "127.0.0.1:0") -> subprocess.Popen:
+                 metrics: str = "127.0.0.1:0", launcher: tuple[str, ...] | list[str] = ("-m", "engine")
+                 ) -> subprocess.Popen:
     dialplans = workdir / "dialplans"
     dialplans.mkdir()
     (dialplans / "bench.yaml").write_text(yaml.safe_dump(flow))
@@ -101,7 +102,7 @@ def start_engine(workdir: Path, data_dir: Path, port: int, flow: dict, agents: l
         "esl": {"command_timeout": 10, "backoff_initial": 0.05, "backoff_max": 0.5},
         "acd": {"file": str(acd), "ring_seconds": 20},
     }))
-    return subprocess.Popen([sys.executable, "-m", "engine", "run", "--config", str(config)], cwd=ROOT,
+    return subprocess.Popen([sys.executable, *launcher, "run", "--config", str(config)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=open(workdir / "engine.log", "w"))
 
 
