@@ -799,6 +799,7 @@ class Acd:
             while not talk.leg.hungup:
                 item = call.next_item(60.0)
                 if not isinstance(item, TransferTo):
+                    item = None  # an event held for the whole conversation costs ~6 KB per call
                     continue
                 log.info("call %s: %s transfers it %s from agent %s to %s", call.uuid, item.by,
                          "attended" if item.attended else "blind", talk.agent, item.target)

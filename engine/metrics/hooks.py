@@ -30,6 +30,10 @@ class EslMetrics:
                                   "to FreeSWITCH's reply (api, bgapi, sendmsg).", ["node", "command"],
                                   buckets=COMMAND_BUCKETS, registry=registry)
         self._connected_before: set[str] = set()
+        # labels() hashes and locks on every call: the children of the per-frame and per-command
+        # series are kept (their label values are bounded: nodes, subscribed events, commands).
+        self._event_counters: dict[tuple[str, str], Any] = {}
+        self._command_histograms: dict[tuple[str, str], Any] = {}
         for node in nodes:  # a series at 0 from the start, so rate() and alerts see the node at once
             self.reconnects.labels(node)
 
@@ -39,10 +43,16 @@ class EslMetrics:
         self._connected_before.add(node)
 
     def event(self, node: str, name: str) -> None:
-        self.events.labels(node, name).inc()
+        child = self._event_counters.get((node, name))
+        if child is None:
+            child = self._event_counters[(node, name)] = self.events.labels(node, name)
+        child.inc()
 
     def command(self, node: str, command: str, seconds: float) -> None:
-        self.commands.labels(node, command).observe(seconds)
+        child = self._command_histograms.get((node, command))
+        if child is None:
+            child = self._command_histograms[(node, command)] = self.commands.labels(node, command)
+        child.observe(seconds)
 
 
 class QueueMetrics:
