@@ -12,7 +12,7 @@ import collections
 import dataclasses
 import uuid as uuidlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import gevent
 from gevent.event import Event
@@ -115,7 +115,7 @@ class Message:
 
 @dataclass
 class _Timer:
-    greenlet: gevent.Greenlet | None = None
+    handle: Any = None   # what Clock.call_later returned: kill() cancels it
     fired: bool = False
 
 
@@ -128,7 +128,7 @@ def wait_for(clock, wake: Event, done: Callable[[], bool], seconds: float | None
         def fire() -> None:
             timer.fired = True
             wake.set()
-        timer.greenlet = clock.spawn_later(seconds, fire)
+        timer.handle = clock.call_later(seconds, fire)
     try:
         while True:
             wake.clear()
@@ -140,8 +140,8 @@ def wait_for(clock, wake: Event, done: Callable[[], bool], seconds: float | None
                 return False
             wake.wait()
     finally:
-        if timer.greenlet is not None:
-            timer.greenlet.kill(block=False)
+        if timer.handle is not None:
+            timer.handle.kill(block=False)
 
 
 class ChannelData(DeferredHeaders):

@@ -5,7 +5,6 @@ through a Clock, so the same code runs a live demo or a compressed day.
 """
 from __future__ import annotations
 
-import functools
 import heapq
 import itertools
 import time
@@ -25,6 +24,10 @@ class Clock(Protocol):
     def spawn_later(self, seconds: float, fn: Callable[..., Any], *args: Any) -> "gevent.Greenlet":
         """Run fn(*args) in a new greenlet after `seconds`; kill() the result to cancel."""
 
+    def call_later(self, seconds: float, fn: Callable[..., Any], *args: Any) -> Any:
+        """Like spawn_later for an fn that never blocks (a timeout setting a flag), which a clock
+        may run without a greenlet of its own; kill() the result to cancel."""
+
 
 class RealClock:
     def now(self) -> float:
@@ -36,6 +39,20 @@ class RealClock:
     def spawn_later(self, seconds: float, fn: Callable[..., Any], *args: Any) -> gevent.Greenlet:
         return gevent.spawn_later(max(0.0, seconds), fn, *args)
 
+    call_later = spawn_later
+
+
+class _Call:
+    """A call_later callback on the virtual clock; kill() as a Greenlet's, so callers cancel either alike."""
+
+    __slots__ = ("fn", "args", "killed")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.fn, self.args, self.killed = fn, args, False
+
+    def kill(self, block: bool = False) -> None:
+        self.killed = True
+
 
 class VirtualClock:
     """Discrete-event time: whenever every greenlet is idle, jump to the next wake-up.
@@ -43,38 +60,59 @@ class VirtualClock:
     Only for in-process runs (no sockets): `run_until()` advances time when gevent's loop has
     nothing left to do, so a simulated day takes as long as its computation.
 
-    A wake-up is a sleeper to resume or a `spawn_later` greenlet to start. The greenlet is
-    created unstarted rather than spawned to sleep: most timers (timeouts, patience, hangups)
-    are cancelled before they fire, and a killed unstarted greenlet never runs at all.
+    A wake-up is a sleeper to resume, a `spawn_later` greenlet to start or a `call_later` callback
+    to run from the loop itself. The greenlet is created unstarted rather than spawned to sleep:
+    most timers (timeouts, patience, hangups) are cancelled before they fire, and a killed
+    unstarted greenlet never runs; a cancelled wake-up costs no trip through gevent's loop.
     """
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = start
-        self._wakeups: list[tuple[float, int, Callable[[], None]]] = []
+        self._wakeups: list[tuple[float, int, Waiter | gevent.Greenlet | _Call]] = []
         self._seq = itertools.count()
 
     def now(self) -> float:
         return self._now
 
+    def _at(self, seconds: float, wakeup: Waiter | gevent.Greenlet | _Call) -> None:
+        heapq.heappush(self._wakeups, (self._now + max(0.0, seconds), next(self._seq), wakeup))
+
     def sleep(self, seconds: float) -> None:
         waiter = Waiter()
-        resume = functools.partial(get_hub().loop.run_callback, waiter.switch, None)
-        heapq.heappush(self._wakeups, (self._now + max(0.0, seconds), next(self._seq), resume))
+        self._at(seconds, waiter)
         waiter.get()
 
     def spawn_later(self, seconds: float, fn: Callable[..., Any], *args: Any) -> gevent.Greenlet:
         greenlet = gevent.Greenlet(fn, *args)
-        heapq.heappush(self._wakeups, (self._now + max(0.0, seconds), next(self._seq), greenlet.start))
+        self._at(seconds, greenlet)
         return greenlet
+
+    def call_later(self, seconds: float, fn: Callable[..., Any], *args: Any) -> _Call:
+        call = _Call(fn, args)
+        self._at(seconds, call)
+        return call
 
     def run_until(self, deadline: float) -> None:
         """Advance time up to `deadline`, waking sleepers in time order."""
+        wakeups = self._wakeups
+        loop = get_hub().loop
         while True:
             gevent.idle()
-            if not self._wakeups or self._wakeups[0][0] > deadline:
+            while wakeups and wakeups[0][0] <= deadline:
+                at, _, wakeup = heapq.heappop(wakeups)
+                self._now = max(self._now, at)
+                if isinstance(wakeup, Waiter):
+                    loop.run_callback(wakeup.switch, None)
+                elif isinstance(wakeup, _Call):
+                    if wakeup.killed:
+                        continue
+                    wakeup.fn(*wakeup.args)
+                elif wakeup.dead:
+                    continue
+                else:
+                    wakeup.start()
                 break
-            at, _, wake = heapq.heappop(self._wakeups)
-            self._now = max(self._now, at)
-            wake()
+            else:
+                break
         gevent.idle()
         self._now = max(self._now, deadline)
