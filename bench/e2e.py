@@ -13,8 +13,8 @@ and the engine process's /proc/<pid>/stat:
   so arrival to the first media the caller hears;
 - e2e_digit_to_next_action_{p50,p99}_seconds: callers press "1" a fixed think time after the menu
   prompt starts; from then to the next media they hear (the queue's music);
-- e2e_agent_free_to_ring_{p50,p99}_seconds: for an agent whose next caller was already waiting
-  when the agent's previous call ended, that end to the next bridge. The agents answer at once
+- e2e_agent_free_to_ring_{p50,p99}_seconds: for an agent whose next caller was already waiting in
+  the queue (hearing its music) when the agent's previous call ended, that end to the next bridge. The agents answer at once
   (ring 0 s), so this is free-to-ring plus the answer and uuid_bridge round trips: an upper bound.
 
 The baseline is a bare flow (greeting, hangup) at the same offered rate in the same run: the
@@ -141,7 +141,9 @@ def latencies(calls: list[dict]) -> dict[str, list[float]]:
         served.sort(key=lambda c: c["bridged_at"])
         for before, after in zip(served, served[1:]):
             freed = before["hangup_at"]
-            if freed is not None and after["arrived_at"] < freed <= after["bridged_at"]:
+            # Waiting means in the queue (hearing its music), not still in the IVR in front of it.
+            queued = next((h["at"] for h in after["heard"] if h["detail"] == MUSIC), None)
+            if freed is not None and queued is not None and queued < freed <= after["bridged_at"]:
                 free_to_ring.append(after["bridged_at"] - freed)
     return {"park_to_first_prompt": first_prompt, "digit_to_next_action": after_digit,
             "agent_free_to_ring": free_to_ring}
