@@ -100,24 +100,23 @@ def transfer(call_uuid: str, target: str, attended: bool, config_path: Path | No
     transfer_call(config_path, data_dir, call_uuid, target, attended)
 
 
-@COMMAND.command("complete")
-@click.argument("call_uuid")
-@config_options
-@friendly_errors
-def complete(call_uuid: str, config_path: Path | None, data_dir: Path | None) -> None:
-    """Complete CALL_UUID's attended transfer: the caller to the target, the first agent freed."""
-    done = acd_request(config_path, data_dir, "/calls/transfer/complete", {"call": call_uuid}, method="POST")
-    click.echo(f"call {done['call']}: transfer to {done['to']} completing")
+def _consult_command(action: str, done_text: str, doc: str) -> click.Command:
+    """`calls complete` / `calls cancel`: the two ends of an attended transfer."""
+    @click.argument("call_uuid")
+    @config_options
+    @friendly_errors
+    def command(call_uuid: str, config_path: Path | None, data_dir: Path | None) -> None:
+        done = acd_request(config_path, data_dir, f"/calls/transfer/{action}", {"call": call_uuid}, method="POST")
+        click.echo(f"call {done['call']}: transfer to {done['to']} {done_text}")
+
+    command.__doc__ = doc
+    return click.command(action)(command)
 
 
-@COMMAND.command("cancel")
-@click.argument("call_uuid")
-@config_options
-@friendly_errors
-def cancel(call_uuid: str, config_path: Path | None, data_dir: Path | None) -> None:
-    """Cancel CALL_UUID's attended transfer: the caller back to the first agent."""
-    done = acd_request(config_path, data_dir, "/calls/transfer/cancel", {"call": call_uuid}, method="POST")
-    click.echo(f"call {done['call']}: transfer to {done['to']} cancelled")
+COMMAND.add_command(_consult_command(
+    "complete", "completing", "Complete CALL_UUID's attended transfer: the caller to the target, the first agent freed."))
+COMMAND.add_command(_consult_command(
+    "cancel", "cancelled", "Cancel CALL_UUID's attended transfer: the caller back to the first agent."))
 
 
 @COMMAND.command("record")
