@@ -511,10 +511,15 @@ class Acd:
                 max_wait: float = 300.0, announce: Announce | None = None,
                 announce_every: float = 30.0, exit_keys: str = "") -> QueueOutcome:
         variables = call.caller.variables
-        if variables.get(VAR_STAGE) == "talking":  # resumed or adopted while connected to an agent
-            queue = variables.get(VAR_QUEUE) or queue
+        # Resumed or adopted while connected to an agent: the channel says so, or (resumed after
+        # an ESL cut that came before the channel could be told) the Router still has it answered.
+        member = self.router.members.get(call.uuid)
+        answered = member is not None and member.state is MemberState.ANSWERED
+        if variables.get(VAR_STAGE) == "talking" or answered:
+            queue = variables.get(VAR_QUEUE) or (member.queue if answered else queue)
             call.labels["queue"] = queue
-            outcome, onward = self._resume_talk(call, queue, variables.get(VAR_AGENT, ""))
+            outcome, onward = self._resume_talk(call, queue, variables.get(VAR_AGENT) or
+                                                (member.agent if answered else ""))
             if onward is None:
                 return outcome
             resumed = False

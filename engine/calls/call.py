@@ -152,7 +152,13 @@ class Call:
                     resumed = True
         except gevent.GreenletExit:
             # The engine is going away with the call still up: leave it to FreeSWITCH (a standby
-            # or restarted engine adopts it from its channel variables); hang nothing up.
+            # or restarted engine adopts it from its channel variables); hang nothing up. What
+            # already arrived is folded in first, so legs already over get their CDRs.
+            while True:
+                try:
+                    self._apply(self.inbox.get(timeout=0))
+                except Empty:
+                    break
             self.registry.released(self)
             return
         except CallGone as gone:

@@ -128,6 +128,7 @@ class CallRegistry:
         """The engine let go of a call that is still up (shutdown): not finished, handed over."""
         self._forget(call)
         self.stats.handed_over(call)
+        self.journal.call_released(call)
 
     def _forget(self, call: Call) -> None:
         for uuid in call.legs:

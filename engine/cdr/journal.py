@@ -79,6 +79,15 @@ class CallJournal:
             caller_id_number=caller.caller_id_number, caller_id_name=caller.caller_id_name, node=caller.node,
             **fields))
 
+    def call_released(self, call: Any) -> None:
+        """A call handed over still up: the CDRs of its legs already over (an agent who hung up
+        while the caller went on), which the engine adopting the call never sees."""
+        if self.sink is None:
+            return
+        for leg in call.legs.values():
+            if leg.role != "caller" and leg.final_event is not None:
+                self._submit(call, leg)
+
     def call_finished(self, call: Any) -> None:
         """One CDR per leg the call controlled."""
         if self.sink is None:
@@ -86,7 +95,10 @@ class CallJournal:
         for leg in call.legs.values():
             if leg.final_event is None and not leg.answered and leg.role != "caller":
                 continue  # an originate refused before the channel existed (e.g. USER_NOT_REGISTERED)
-            try:
-                self.sink.submit(cdr_from_event(leg.final_event or _Unfinished(leg), call_facts(call, leg)))
-            except ValueError as exc:
-                log.error("call %s: no CDR for leg %s: %s", call.uuid, leg.uuid, exc)
+            self._submit(call, leg)
+
+    def _submit(self, call: Any, leg: Any) -> None:
+        try:
+            self.sink.submit(cdr_from_event(leg.final_event or _Unfinished(leg), call_facts(call, leg)))
+        except ValueError as exc:
+            log.error("call %s: no CDR for leg %s: %s", call.uuid, leg.uuid, exc)
