@@ -7,6 +7,10 @@ back out of it as the values put in.
 """
 from __future__ import annotations
 
+import re
+
+_SPACES = re.compile(" +")
+
 _UNESCAPE = {"n": "\n", "r": "\r", "t": "\t", "s": " "}
 
 
@@ -89,7 +93,16 @@ def _split_blank(buf: str, limit: int) -> list[str]:
 def separate_string(buf: str, delim: str, limit: int = 1024) -> list[str]:
     if buf.startswith("^^") and len(buf) > 3:
         delim, buf = buf[2], buf[3:]
-    return _split_blank(buf, limit) if delim == " " else _split_char(buf, delim, limit)
+    if "\\" in buf or "'" in buf:
+        return _split_blank(buf, limit) if delim == " " else _split_char(buf, delim, limit)
+    # Nothing escaped or quoted (most lines): the same split without walking every character.
+    if delim == " ":
+        text = buf.strip(" ")
+        if not text:
+            return []
+        parts = _SPACES.split(text, maxsplit=limit - 1) if limit > 1 else [text]  # maxsplit 0: no limit
+        return [part.strip(" ") for part in parts]
+    return [part.strip(" ") for part in buf.split(delim, limit - 1)]
 
 
 def api_args(line: str, limit: int = 1024) -> list[str]:

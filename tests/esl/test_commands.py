@@ -147,3 +147,12 @@ def test_subscribe_by_name_with_custom_subclasses():
         commands.subscribe(["ALL"])
     with pytest.raises(UnsafeValue):
         commands.subscribe(["CHANNEL_PARK\nexit"])
+
+
+@given(st.text(alphabet=" ,=;ab{}|x\t", max_size=40), st.sampled_from([" ", ",", "=", ";"]),
+       st.integers(min_value=1, max_value=5))
+def test_the_parsers_fast_path_splits_as_the_character_walk_does(line, delim, limit):
+    """fsparse.separate_string skips the per-character walk for lines with nothing escaped or
+    quoted: it must give what FreeSWITCH's walk gives."""
+    walked = fsparse._split_blank(line, limit) if delim == " " else fsparse._split_char(line, delim, limit)
+    assert fsparse.separate_string(line, delim, limit) == walked
