@@ -118,7 +118,12 @@ def test_the_standby_completes_a_campaign_without_dialling_anyone_twice(tmp_path
     by_phone = defaultdict(list)
     for a in sorted(rows, key=lambda a: a.started_at):
         by_phone[a.phone].append(a.disposition)
-    assert dict(originates) == {phone: len(tries) for phone, tries in by_phone.items()}
+    # An attempt open at the kill may never have reached the switch (the engine died between
+    # writing it and sending the originate): closed by the standby, counted, never dialled again.
+    assert set(originates) <= set(by_phone)
+    unplaced = {phone: len(tries) - originates.get(phone, 0) for phone, tries in by_phone.items()}
+    assert all(n >= 0 for n in unplaced.values()), "nobody dialled more often than the attempts say"
+    assert sum(unplaced.values()) <= len(open_at_kill)
     assert set(by_phone) == set(PEOPLE + OTHERS)
     for phone, tries in by_phone.items():
         expected = ["busy", "busy"] if phone.startswith("+1555200") else [tries[0]]
