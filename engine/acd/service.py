@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 # On a transferred caller's channel and every agent leg rung for it: where the call comes from,
 # shown to the next agent.
 VAR_CONTEXT = "callrouter_context"
+AGENT_LEG_GONE_WAIT = 2.0  # after the caller hangs up, for the agent's leg to go before it is offered again
 ADOPT_WAIT = 2.0  # a resumed talking call waits this long for reconciliation to hand it its agent leg
 CANCEL_CAUSE = "LOSE_RACE"  # an agent leg no longer needed (another agent answered, the caller left)
 EXIT_WITH_KEY = "EXIT_WITH_KEY"  # mod_callcenter's cc_cancel_reason for a caller leaving on a key
@@ -813,6 +814,9 @@ class Acd:
                 if onward is not None:
                     return QueueOutcome(ANSWERED, agent=talk.agent, waited=waited), onward
         except CallGone:
+            # The agent is free once its own leg is gone (the switch ends it with the bridge), not
+            # when the caller's is: offered a call before that, a phone answers 486 Busy.
+            call.await_hangup(talk.leg, AGENT_LEG_GONE_WAIT)
             self._finish_talk(call, talk, QueueEventKind.COMPLETE_CALLER)
             raise
         self._finish_talk(call, talk, QueueEventKind.COMPLETE_AGENT)

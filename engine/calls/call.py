@@ -185,6 +185,20 @@ class Call:
             self._apply(item)
         self.registry.finished(self)
 
+    def await_hangup(self, leg: Leg, timeout: float) -> bool:
+        """After the caller is gone: wait (up to timeout) for the switch to report `leg` hung up,
+        folding the inbox meanwhile; True once it is. Returns at once while the node is away."""
+        deadline = self.clock() + timeout
+        while not leg.hungup and self.node.up:
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                return False
+            try:
+                self._apply(self.inbox.get(timeout=remaining))
+            except Empty:
+                return False
+        return leg.hungup
+
     def _hangup_quietly(self, leg: Leg, cause: str) -> None:
         try:
             self.node.api(commands.kill(leg.uuid, cause))
