@@ -18,7 +18,7 @@ import gevent
 from gevent.event import Event
 
 from engine.simulator.events import (
-    CALLSTATE_NUMBER, CAUSE_TO_SIP, HANGUP_CAUSES, STATE_NUMBER, DeferredHeaders, SimEvent, micros,
+    CALLSTATE_NUMBER, CAUSE_TO_SIP, HANGUP_CAUSES, STATE_NUMBER, DeferredHeaders, micros,
 )
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ import gevent
 from gevent.event import Event
 
 from engine.simulator.apps import APPLICATIONS, park_loop
-from engine.simulator.channel import CallerProfile, Channel, ChannelData, Message, wait_for
+from engine.simulator.channel import CallerProfile, Channel, Message, wait_for
 from engine.simulator.endpoint import Endpoint
 from engine.simulator.events import CALLING_SITES, HANGUP_CAUSES, CommonHeaders, SimEvent, format_stamp, micros
 
