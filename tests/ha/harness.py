@@ -2,14 +2,8 @@
 run` processes sharing one PostgreSQL this test owns, and their admin API over HTTP."""
 from __future__ import annotations
 
-import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Callable
 
@@ -17,8 +11,8 @@ from engine.simulator.population import INTERNODE_GATEWAY
 from engine.simulator.runner import Simulation
 from engine.simulator.scenario import load_scenario
 from engine.simulator.truth import CallRecord, TruthRecorder
+from tests.daemon import ROOT, DaemonProcess
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "ha-test-token"
 PASSWORD = "ClueCon"
 # Only FreeSWITCH's own park_timeout ends a call with this cause: a call nobody controlled.
@@ -90,7 +84,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class EngineProcess:
+class EngineProcess(DaemonProcess):
     """One `callrouter run --config` with ha.enabled, its output kept in a file."""
 
     def __init__(self, tmp_path: Path, name: str, simulation: Simulation, dsn: str) -> None:
@@ -115,47 +109,19 @@ cdr: {{flush_interval: 0.1}}
 ha: {{enabled: true, poll_interval: 0.5, fence_after: 2}}
 shutdown_grace_seconds: 3
 """)
-        self.process: subprocess.Popen | None = None
+        self.token = TOKEN
         self.start()
 
     def start(self) -> None:
-        log = open(self.dir / "output.log", "a")
-        self.process = subprocess.Popen([sys.executable, "-m", "engine", "run", "--config", str(self.config)],
-                                        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
-        log.close()
+        self.spawn()
         wait_until(lambda: self.status() is not None, 30, f"engine {self.dir.name}'s API")
 
     def status(self) -> dict | None:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.api_port}/status",
-                                         headers={"Authorization": f"Bearer {TOKEN}"})
-        try:
-            with urllib.request.urlopen(request, timeout=2) as response:
-                return json.load(response)
-        except OSError:
-            return None
+        return self.request("GET", "/status", timeout=2)
 
     def role(self) -> str | None:
         status = self.status()
         return status["ha"]["role"] if status else None
-
-    def output(self) -> str:
-        return (self.dir / "output.log").read_text()
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-    def terminate(self) -> int:
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=30)
-
-    def ensure_dead(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:

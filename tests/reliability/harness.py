@@ -4,11 +4,7 @@ TCP) whose callers are placed on demand, `callrouter run` as a separate process 
 over HTTP."""
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -19,9 +15,9 @@ from engine.acd.config import staff_every_queue
 from engine.simulator.population import PlannedCall
 from engine.simulator.runner import Simulation
 from engine.simulator.scenario import load_scenario
+from tests.daemon import DaemonProcess
 from tests.ha.harness import free_port, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "reliability-test-token"
 PASSWORD = "ClueCon"
 STRANDED = "RECOVERY_ON_TIMER_EXPIRE"  # only FreeSWITCH's park_timeout ends a call with this cause
@@ -87,7 +83,7 @@ class Centre(Simulation):
         return [r for r in self.recorder.finished if r.direction == "inbound"]
 
 
-class EngineProcess:
+class EngineProcess(DaemonProcess):
     """`callrouter run --config` on the centre, its output kept in a file."""
 
     def __init__(self, tmp_path: Path, centre: Centre, dsn: str, *, greeting_ms: int = 1500,
@@ -113,26 +109,15 @@ class EngineProcess:
         }
         self.config = self.dir / "config.yaml"
         self.config.write_text(yaml.safe_dump(config))
-        self.process: subprocess.Popen | None = None
+        self.token = TOKEN
 
     def start(self) -> None:
-        with open(self.dir / "output.log", "a") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "engine", "run", "--config", str(self.config)],
-                                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+        self.spawn()
         wait_until(lambda: self.nodes_up() or self.process.poll() is not None, 30, "the engine's API and node")
         assert self.process.poll() is None, self.output()[-3000:]
 
-    def _request(self, method: str, path: str, query: dict | None = None) -> object | None:
-        url = f"http://127.0.0.1:{self.api_port}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
-        request = urllib.request.Request(url, method=method, headers={"Authorization": f"Bearer {TOKEN}"})
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                return json.load(response)
-        except OSError:
-            return None
-
     def status(self) -> dict | None:
-        return self._request("GET", "/status")
+        return self.request("GET", "/status")
 
     def nodes_up(self) -> bool:
         status = self.status()
@@ -142,10 +127,10 @@ class EngineProcess:
         return (self.status() or {}).get("calls_by_stage", {})
 
     def agents(self) -> dict[str, dict]:
-        return {a["agent"]: a for a in self._request("GET", "/agents") or []}
+        return {a["agent"]: a for a in self.request("GET", "/agents") or []}
 
     def set_status(self, agent: str, status: str, reason: str = "") -> dict | None:
-        return self._request("POST", "/agents/status", {"agent": agent, "status": status, "reason": reason})
+        return self.request("POST", "/agents/status", {"agent": agent, "status": status, "reason": reason})
 
     def metric(self, name: str) -> float | None:
         """The sum of a metric's samples (over every label set) from /metrics; None if absent."""
@@ -162,20 +147,3 @@ class EngineProcess:
         """Resident set size of the engine process, in bytes."""
         with open(f"/proc/{self.process.pid}/statm") as statm:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def output(self) -> str:
-        return (self.dir / "output.log").read_text(errors="replace")
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-    def terminate(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=30)
-
-    def ensure_dead(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
