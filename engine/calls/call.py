@@ -173,31 +173,27 @@ class Call:
         for leg in list(self.legs.values()):
             if not leg.hungup:
                 self._hangup_quietly(leg, "NORMAL_CLEARING")
-        deadline = self.clock() + FINISH_TIMEOUT
-        while not all(leg.complete for leg in self.legs.values()):
-            remaining = deadline - self.clock()
-            if remaining <= 0 or not self.node.up:
-                break
-            try:
-                item = self.inbox.get(timeout=remaining)
-            except Empty:
-                break
-            self._apply(item)
+        self._fold_until(lambda: all(leg.complete for leg in self.legs.values()), FINISH_TIMEOUT)
         self.registry.finished(self)
 
     def await_hangup(self, leg: Leg, timeout: float) -> bool:
-        """After the caller is gone: wait (up to timeout) for the switch to report `leg` hung up,
-        folding the inbox meanwhile; True once it is. Returns at once while the node is away."""
+        """After the caller is gone: wait (up to timeout) for the switch to report `leg` hung up;
+        True once it is."""
+        return self._fold_until(lambda: leg.hungup, timeout)
+
+    def _fold_until(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Fold inbox items into the legs until `done()` (True) or timeout (False); gives up at
+        once while the node is away, whose events cannot come."""
         deadline = self.clock() + timeout
-        while not leg.hungup and self.node.up:
+        while not done():
             remaining = deadline - self.clock()
-            if remaining <= 0:
+            if remaining <= 0 or not self.node.up:
                 return False
             try:
                 self._apply(self.inbox.get(timeout=remaining))
             except Empty:
                 return False
-        return leg.hungup
+        return True
 
     def _hangup_quietly(self, leg: Leg, cause: str) -> None:
         try:
