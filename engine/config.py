@@ -95,7 +95,7 @@ class AcdSettings:
 
 @dataclass(frozen=True)
 class DialerSettings:
-    """The live dialer (engine/dialer/runner.py): campaigns and contacts live in PostgreSQL."""
+    """The live dialer (engine/dialer/runner.py, campaign.py): campaigns and contacts live in PostgreSQL."""
 
     enabled: bool = True  # False: this engine places no outbound campaign calls
     poll_seconds: float = 2.0  # how often campaign states (CLI, API) and due contacts are re-read

@@ -14,11 +14,11 @@ def campaign_routes(dialer: Any) -> dict[tuple[str, str], Route]:
         ("GET", "/campaigns/status"): lambda env: answer(lambda q: dialer.status(q.get("campaign", "")), env),
         ("POST", "/campaigns/control"): lambda env: answer(lambda q: dialer.control(
             q.get("campaign", ""), q.get("action", "")), env),
-        ("GET", "/campaigns/preview"): lambda env: answer(lambda q: dialer.preview(
+        ("GET", "/campaigns/preview"): lambda env: answer(lambda q: dialer.agent_first.preview(
             q.get("campaign", ""), q.get("agent", "")), env),
-        ("POST", "/campaigns/preview"): lambda env: answer(lambda q: dialer.preview_answer(
+        ("POST", "/campaigns/preview"): lambda env: answer(lambda q: dialer.agent_first.preview_answer(
             q.get("campaign", ""), q.get("agent", ""), q.get("action", "")), env),
-        ("POST", "/campaigns/call"): lambda env: answer(lambda q: dialer.click_to_call(
+        ("POST", "/campaigns/call"): lambda env: answer(lambda q: dialer.agent_first.click_to_call(
             q.get("agent", ""), q.get("number", ""), campaign=q.get("campaign", ""), gateway=q.get("gateway", ""),
             caller_id=q.get("caller_id", ""), region=q.get("region", "US")), env),
     }
