@@ -16,6 +16,9 @@ VAR_QUEUE = "callrouter_queue"
 VAR_QUEUE_JOINED = "callrouter_queue_joined"  # epoch seconds the caller joined its current queue (its place)
 VAR_CAMPAIGN = "callrouter_campaign"  # on a dialer's call: its campaign and contact id, so a restarted
 VAR_CONTACT = "callrouter_contact"  # engine adopts the call instead of dialling the contact again
+# Call data: what the caller keyed in, lookups found, the dialplan set or a campaign's contact holds,
+# on the caller's channel and every agent leg rung for it (callrouter_data_<name>).
+DATA_PREFIX = "callrouter_data_"
 # Set on an agent's ring: through the inter-node gateway sofia sends it as the SIP header
 # X-Callrouter-Parent, and the far node's legs carry it back as this variable, naming their call.
 VAR_PARENT_HEADER = "sip_h_X-Callrouter-Parent"

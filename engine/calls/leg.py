@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from os.path import commonprefix
 from typing import Any
 
-from engine.channelvars import ENGINE_VARS
+from engine.channelvars import DATA_PREFIX, ENGINE_VARS
 
 _DTMF_KEEP = 64  # digits typed ahead are kept for the next prompt, within reason
 # The engine's variables share a prefix: one pass over an event finds them all, where a look-up
 # per name would scan the whole header block for each one the event does not carry.
 _ENGINE_VARS = frozenset(ENGINE_VARS)
-_ENGINE_PREFIX = "variable_" + commonprefix(ENGINE_VARS)
+_ENGINE_PREFIX = "variable_" + commonprefix([*ENGINE_VARS, DATA_PREFIX])
 
 
 @dataclass(slots=True)  # a few of these per call up: no per-instance __dict__
@@ -64,7 +64,7 @@ class Leg:
         self.destination_number = event.get("Caller-Destination-Number") or self.destination_number
         for header, value in event.matching(_ENGINE_PREFIX).items():
             var = header.removeprefix("variable_")
-            if var in _ENGINE_VARS:
+            if var in _ENGINE_VARS or var.startswith(DATA_PREFIX):
                 self.variables[var] = value
 
     def take_digits(self) -> str:

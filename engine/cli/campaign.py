@@ -124,7 +124,7 @@ for _action in store.TRANSITIONS:
 
 @COMMAND.command("import")
 @click.argument("name")
-@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+@click.argument("file", type=click.File("r", encoding="utf-8-sig", errors="surrogateescape"))
 @config_options
 @friendly_errors
 def import_(name: str, file: Any, config_path: Path | None, data_dir: Path | None) -> None:
@@ -162,7 +162,7 @@ def import_(name: str, file: Any, config_path: Path | None, data_dir: Path | Non
 
 
 @COMMAND.command("dnc")
-@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+@click.argument("file", type=click.File("r", encoding="utf-8-sig", errors="surrogateescape"))
 @click.option("--list", "list_name", default="internal", show_default=True,
               help="national (the registry file), internal, or a campaign's name for its own list.")
 @click.option("--region", default="US", show_default=True)

@@ -16,7 +16,7 @@ from engine.acd.model import AgentState
 from engine.calls.call import Call, OriginateFailed
 from engine.channelvars import VAR_AGENT, VAR_CAMPAIGN, VAR_CONTACT, VAR_ENTRY, VAR_STAGE
 from engine.dialer import store
-from engine.dialer.campaign import ADOPT_WAIT, DIALER_ENTRY, JOB_MARGIN, STAGE_TALKING, CampaignRunner, label
+from engine.dialer.campaign import ADOPT_WAIT, DIALER_ENTRY, JOB_MARGIN, STAGE_TALKING, CampaignRunner, contact_data, label
 from engine.dialer.compliance import InvalidNumber, normalise, utc
 from engine.dialer.model import CAUSE_DISPOSITIONS, Attempt, Contact, ContactState, Disposition, Mode
 from engine.dialer.selection import next_contacts
@@ -116,7 +116,8 @@ class AgentFirst:
             contact = store.load_contact(conn, offered)
         plan = Plan(agent_id, f"sofia/gateway/{campaign.gateway}/{contact.phone}", campaign.caller_id,
                            campaign.ring_timeout, name, contact.id)
-        return {"campaign": name, "contact": contact.id, **self._ring_agent(plan, contact.phone)}
+        return {"campaign": name, "contact": contact.id,
+                **self._ring_agent(plan, contact.phone, contact_data(contact.fields))}
 
     def click_to_call(self, agent_id: str, number: str, *, campaign: str = "", gateway: str = "",
                       caller_id: str = "", region: str = "US") -> dict[str, Any]:
@@ -141,7 +142,7 @@ class AgentFirst:
         plan = Plan(agent_id, f"sofia/gateway/{gateway}/{phone}", caller_id, MANUAL_RING_TIMEOUT)
         return {"number": phone, **self._ring_agent(plan, phone)}
 
-    def _ring_agent(self, plan: Plan, phone: str) -> dict[str, Any]:
+    def _ring_agent(self, plan: Plan, phone: str, data: dict[str, str] | None = None) -> dict[str, Any]:
         agent = self._free_agent(plan.agent)
         node = self.dialer.node()
         if node is None or not node.up:
@@ -151,7 +152,7 @@ class AgentFirst:
                      "ignore_early_media": "true", "origination_caller_id_number": phone,
                      VAR_ENTRY: DIALER_ENTRY, VAR_AGENT: plan.agent, VAR_DIAL: plan.endpoint,
                      VAR_DIAL_CID: plan.caller_id or "0", VAR_CAMPAIGN: plan.campaign,
-                     VAR_CONTACT: str(plan.contact_id or "")}
+                     VAR_CONTACT: str(plan.contact_id or ""), **(data or {})}
         self.plans[leg] = plan
         try:
             result = node.bgapi_async(commands.originate(agent.contacts.get(node.name) or f"user/{plan.agent}",

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import collections
 import logging
+import re
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 from zoneinfo import ZoneInfo
 
 import gevent
@@ -32,6 +33,7 @@ from engine.dialer.model import CAUSE_DISPOSITIONS, Attempt, Campaign, Contact, 
 from engine.dialer.selection import next_contacts
 from engine.errors import EslError
 from engine.esl import commands
+from engine.ivr.ports import DATA_PREFIX, data_text
 from engine.metrics import CampaignSnapshot
 
 if TYPE_CHECKING:
@@ -44,6 +46,18 @@ HISTORY_SPAN = timedelta(hours=72)  # enough for attempts per local day and Ofco
 JOB_MARGIN = 30.0  # a bgapi originate answers within ring_timeout; past this margin it is lost
 STAGE_TALKING = "talking"  # callrouter_stage of a placed call connected to its agent
 ADOPT_WAIT = 2.0  # after a reconnect, how long reconciliation may take to hand an adopted leg over
+
+
+def contact_data(fields: Mapping[str, str]) -> dict[str, str]:
+    """A contact's custom fields as call data on the legs of its call (callrouter_data_<name>: on
+    the agent's phone and in a survey's flow): column names lower-cased, anything but a-z, 0-9
+    and _ turned into _; values made safe for a dial string (data_text)."""
+    data = {}
+    for name, value in fields.items():
+        key = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_")[:48]
+        if key and value:
+            data[DATA_PREFIX + key] = data_text(value)
+    return data
 
 
 def dial_history(zone: str, rows: list[tuple[datetime, bool]], now: datetime) -> DialHistory:
@@ -313,7 +327,8 @@ class CampaignRunner:
         self.figures.dialed += 1
         variables = {"origination_uuid": leg, "originate_timeout": f"{self.campaign.ring_timeout:g}",
                      "ignore_early_media": "true", "origination_caller_id_number": self.campaign.caller_id or "0",
-                     VAR_ENTRY: DIALER_ENTRY, VAR_CAMPAIGN: self.campaign.name, VAR_CONTACT: str(contact.id)}
+                     VAR_ENTRY: DIALER_ENTRY, VAR_CAMPAIGN: self.campaign.name, VAR_CONTACT: str(contact.id),
+                     **contact_data(contact.fields)}
         command = commands.originate(f"sofia/gateway/{self.campaign.gateway}/{contact.phone}", variables)
         try:
             result = node.bgapi_async(command)

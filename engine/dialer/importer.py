@@ -20,16 +20,25 @@ class RowError:
         return f"line {self.line}: {self.message}"
 
 
-class MissingColumn(InvalidNumber):
-    """The CSV has no `phone` column."""
+class BadHeader(InvalidNumber):
+    """The CSV's first line does not name the columns (or none of them is `phone`)."""
+
+
+def _undecoded(value: str) -> str | None:
+    """The first byte the CLI could not decode as UTF-8 (read with errors="surrogateescape", it
+    arrives as a lone surrogate), as 0xNN, or None."""
+    bad = next((ch for ch in value if "\udc80" <= ch <= "\udcff"), None)
+    return None if bad is None else f"0x{ord(bad) - 0xdc00:02x}"
 
 
 def read_contacts(stream: IO[str], region: str) -> Iterator[tuple[int, Contact | RowError]]:
     """(line, Contact or RowError) per data row, line numbers as an editor shows them."""
     reader = csv.reader(stream)
     header = next(reader, None)
+    if header is not None and any(_undecoded(h) for h in header):
+        raise BadHeader("the CSV's first line is not UTF-8; save the file as UTF-8")
     if header is None or "phone" not in (h.strip().lower() for h in header):
-        raise MissingColumn("the CSV's first line must name the columns, one of them `phone`")
+        raise BadHeader("the CSV's first line must name the columns, one of them `phone`")
     names = [h.strip().lower() for h in header]
     line = reader.line_num
     for row in reader:
@@ -45,6 +54,9 @@ def _contact(names: list[str], row: list[str], line: int, region: str) -> Contac
     values = dict(zip(names, (cell.strip() for cell in row)))
     if any("\x00" in v for v in values.values()):
         return RowError(line, "a value contains a NUL byte")
+    for name, value in values.items():
+        if byte := _undecoded(value):
+            return RowError(line, f"column '{name}' is not UTF-8 (byte {byte}); save the file as UTF-8")
     try:
         phone = normalise(values.pop("phone"), region)
         zone = values.pop("timezone", "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
+from engine.channelvars import DATA_PREFIX
 from engine.esl import commands
 
 if TYPE_CHECKING:
@@ -16,8 +17,6 @@ TIMEOUT = "timeout"  # max_wait passed without an agent
 NO_AGENTS = "no_agents"  # nobody is logged in to serve the queue: waiting is pointless
 EXIT_KEY = "exit_key"  # the caller pressed one of the queue's exit keys (QueueOutcome.digit says which)
 
-# What the caller keyed in and lookups found, on the caller's channel and every agent leg rung for it.
-DATA_PREFIX = "callrouter_data_"
 _DATA_LIMIT = 200  # characters of a value shown to an agent
 # Braces and the enterprise separator cannot ride in an originate's {vars} block: shown as look-alikes.
 _DIAL_SAFE = str.maketrans({"{": "(", "}": ")"})

@@ -17,8 +17,6 @@ from engine.app import Engine
 from engine.config import ApiSettings, DialerSettings, Secret
 from engine.dialer import store
 from engine.dialer.model import CallingWindow, Campaign, Contact
-from engine.ivr import RunnerSettings
-from engine.ivr.runner import FlowRunner
 from tests.engine.conftest import Centre
 from tests.waiting import wait_until
 
@@ -38,10 +36,13 @@ def zone_where(now: datetime, inside: bool) -> str:
     raise AssertionError("no zone found")
 
 
-def add_campaign(dsn: str, campaign: Campaign, phones: dict[str, str], dnc: list[str] = (), start: bool = True) -> None:
+def add_campaign(dsn: str, campaign: Campaign, phones: dict[str, str], dnc: list[str] = (), start: bool = True,
+                 fields: dict[str, dict[str, str]] | None = None) -> None:
+    """The campaign, its contacts (phone -> zone; `fields`: phone -> the contact's custom fields)."""
+    fields = fields or {}
     with psycopg.connect(dsn) as conn:
         store.create_campaign(conn, campaign)
-        store.add_contacts(conn, campaign.name, ((Contact(0, phone, (zone,)), line)
+        store.add_contacts(conn, campaign.name, ((Contact(0, phone, (zone,), fields=fields.get(phone, {})), line)
                                                  for line, (phone, zone) in enumerate(phones.items(), 2)))
         store.add_dnc(conn, dnc, "internal", "test")
         if start:
@@ -58,10 +59,6 @@ def start_engine(centre: Centre, tmp_path, dsn: str, *, flows: dict[str, str] | 
     config = replace(config, database_dsn=Secret(dsn), api=ApiSettings(port=0, token=Secret(TOKEN)),
                      dialer=DialerSettings(poll_seconds=0.2, amd_timeout=5.0), shutdown_grace_seconds=0)
     engine = Engine(config, with_metrics=False)
-    # The survey wiring engine/app.py is asked to make: the engine's flows and an IVR runner.
-    if engine.dialer.flows is None:
-        engine.dialer.flows = engine.flows
-        engine.dialer.ivr = FlowRunner(engine.acd, engine.ivr_store, RunnerSettings(recordings_dir=tmp_path))
     engine.start()
     assert all(node.wait_up(10) for node in engine.nodes)
     return engine

@@ -84,3 +84,27 @@ def test_dnc_file_and_simulate_json(config, tmp_path):
     report = json.loads(out.stdout)
     assert set(report) >= {"occupancy", "abandon_rate", "worst_period_abandon_rate", "calls_per_agent_hour"}
     assert report["abandon_rate"] == 0 and report["attempts"] > 0
+
+
+@pytest.mark.timeout(120)
+def test_a_file_not_in_utf8_is_refused_by_the_line_and_the_rest_imported(config, tmp_path):
+    campaign(config, "create", "latin", "--mode", "progressive", "--gateway", "carrier", "--region", "US")
+    leads = tmp_path / "latin.csv"
+    leads.write_bytes(b"phone,name,city\n"
+                      b"+12125550101,Ann,Paris\n"
+                      b"+12125550102,Jos\xe9,M\xfcnchen\n"            # Latin-1, as spreadsheets export it
+                      b"+12125550103,\"two\nlines \xff\",Rome\n"      # a bad byte on a quoted two-line row
+                      b"+12125550104,Zo\xc3\xab,Z\xc3\xbcrich\n")     # UTF-8, kept
+    done = campaign(config, "import", "latin", str(leads), code=2)
+    errors = [line for line in done.stderr.splitlines() if "line " in line]
+    assert errors == [f"{leads}: line 3: column 'name' is not UTF-8 (byte 0xe9); save the file as UTF-8",
+                      f"{leads}: line 4: column 'name' is not UTF-8 (byte 0xff); save the file as UTF-8"]
+    assert "2 contacts imported, 0 already in the campaign, 2 rows refused" in done.stdout
+    with psycopg.connect(psycopg.conninfo.make_conninfo(config.read_text().split("'")[1])) as conn:
+        names = conn.execute("SELECT fields->>'name', fields->>'city' FROM contact WHERE campaign = 'latin' "
+                             "ORDER BY phone").fetchall()
+    assert names == [("Ann", "Paris"), ("Zoë", "Zürich")]
+    header = tmp_path / "header.csv"
+    header.write_bytes(b"phone,n\xe4me\n+12125550105,x\n")
+    refused = campaign(config, "import", "latin", str(header), code=1)
+    assert "first line is not UTF-8" in refused.stderr and "Traceback" not in refused.stderr

@@ -220,3 +220,32 @@ def test_preview_rings_the_agent_first_then_the_contact_and_click_to_call_from_t
     truth = outbound_truth(centre)
     assert truth["+15551000001"][0].agent == "1001" and truth["+12125550199"][0].agent == "1002"
     assert "+12125550100" not in truth and "+12125550199" not in mine   # click-to-call is no attempt
+
+
+@pytest.mark.timeout(60)
+def test_a_contacts_fields_reach_the_agents_phone_as_call_data_and_nothing_raw_reaches_the_switch(
+        database, tmp_path, centre):
+    zone = zone_where(datetime.now(timezone.utc), True)
+    hostile = "{4711}' ^^:x|y&z;\r\nuuid_kill all ${system(id)}"
+    fields = {"Name": "Carol; O'Hara, \"VIP\"", "Account No.": hostile, "empty": ""}
+    campaign = Campaign("live", mode=Mode.PROGRESSIVE, gateway="carrier", queue="sales", caller_id="+15550000000",
+                        window=WINDOW, ring_timeout=15)
+    add_campaign(database, campaign, {"+15551000001": zone}, fields={"+15551000001": fields})
+    engine = start_engine(centre, tmp_path, database)
+    try:
+        def agent_leg():
+            return next((c for c in list(centre.switch.channels.values())
+                         if c.variables.get("callrouter_agent") and c.is_up), None)
+        wait_until(lambda: agent_leg() is not None, timeout=30, what="the agent's leg")
+        shown = {k: v for k, v in agent_leg().variables.items() if k.startswith("callrouter_data_")}
+        wait_closed(database)
+    finally:
+        engine.stop(grace=0)
+    [attempt] = rows(database)[0]
+    assert attempt.disposition == "answered" and attempt.agent in ("1001", "1002")
+    # Column names as a dial string can carry them; values as written but for what could act on the switch.
+    assert set(shown) == {"callrouter_data_name", "callrouter_data_account_no"}
+    assert shown["callrouter_data_name"] == fields["Name"]
+    account = shown["callrouter_data_account_no"]
+    assert "\r" not in account and "\n" not in account and "${" not in account and "{" not in account
+    assert "^^:x|y&z;" in account and "uuid_kill all" in account
