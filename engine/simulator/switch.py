@@ -11,10 +11,8 @@ import functools
 import itertools
 import logging
 import random
-import re
 import time
 import uuid as uuidlib
-from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 import gevent
@@ -24,6 +22,7 @@ from engine.simulator.apps import APPLICATIONS, park_loop
 from engine.simulator.channel import CallerProfile, Channel, Message, wait_for
 from engine.simulator.endpoint import Endpoint
 from engine.simulator.events import CALLING_SITES, HANGUP_CAUSES, CommonHeaders, SimEvent, format_stamp, micros
+from engine.simulator.fsparse import DialStringError, Peer, has_variable, originate_peers, switch_true
 
 log = logging.getLogger(__name__)
 
@@ -42,64 +41,6 @@ class OriginateFailed(Exception):
     @property
     def cause(self) -> str:
         return self.args[0]
-
-
-@dataclass
-class DialTarget:
-    """One leg of a dial string: its variables ({} and []) and the endpoint part."""
-
-    target: str
-    variables: dict[str, str] = field(default_factory=dict)
-
-
-_VAR_ITEM = re.compile(r"(?:[^,']|'[^']*')+")
-
-
-def split_vars(text: str) -> dict[str, str]:
-    """`a=1,b='x,y'` -> {'a': '1', 'b': 'x,y'} (FreeSWITCH's {}/[] variable blocks)."""
-    out: dict[str, str] = {}
-    for item in _VAR_ITEM.findall(text):
-        name, _, value = item.partition("=")
-        if name.strip():
-            out[name.strip()] = value.strip().strip("'")
-    return out
-
-
-def _end_paren(text: str, open_: str, close: str) -> int:
-    """Where the block opened at text[0] closes, by raw bracket counting (switch_find_end_paren:
-    a value may hold balanced braces, and no escape is honoured)."""
-    depth = at = 0
-    while True:
-        opens, closes = text.find(open_, at), text.find(close, at)
-        if closes < 0:
-            raise ValueError(f"no closing {close!r} in the dial string {text[:60]!r}")
-        if 0 <= opens < closes:
-            depth, at = depth + 1, opens + 1
-            continue
-        depth, at = depth - 1, closes + 1
-        if depth == 0:
-            return closes
-
-
-def parse_dial_string(dial: str) -> list[DialTarget]:
-    """`{global}[leg]endpoint,[leg]endpoint|failover...` -> the legs of the first group."""
-    dial = dial.strip()
-    global_vars: dict[str, str] = {}
-    while dial.startswith("{") or dial.startswith("<"):
-        end = _end_paren(dial, dial[0], "}" if dial[0] == "{" else ">")
-        global_vars.update(split_vars(dial[1:end]))
-        dial = dial[end + 1:]
-    legs = []
-    for part in re.split(r"[,|:]_:|\|", dial)[0].split(","):
-        part = part.strip()
-        leg_vars = dict(global_vars)
-        while part.startswith("["):
-            end = part.index("]")
-            leg_vars.update(split_vars(part[1:end]))
-            part = part[end + 1:]
-        if part:
-            legs.append(DialTarget(part, leg_vars))
-    return legs
 
 
 class _Loopback:
@@ -442,11 +383,11 @@ class Switch:
             raise OriginateFailed(cause if cause in HANGUP_CAUSES else "NORMAL_CLEARING")
         raise OriginateFailed("CHAN_NOT_IMPLEMENTED")
 
-    def create_leg(self, dial: DialTarget, originator: Channel | None) -> Channel:
+    def create_leg(self, peer: Peer, originator: Channel | None, *, check_vars: bool = True) -> Channel:
         """switch_core_session_outgoing_channel + its session thread up to CS_CONSUME_MEDIA,
         then the far end is offered the call."""
-        endpoint, name, number, codec, source = self._resolve(dial.target)
-        variables = dial.variables
+        endpoint, name, number, codec, source = self._resolve(peer.endpoint)
+        variables = peer.originate_vars
         uuid = variables.get("origination_uuid") or self.new_uuid()
         if uuid in self.channels:
             raise OriginateFailed("NORMAL_TEMPORARY_FAILURE")
@@ -478,15 +419,18 @@ class Switch:
                 for key, value in originator.variables.items():
                     if key.startswith(SIP_HEADER_PREFIX):
                         channel.set_var(key, value)
-        channel.set_var("originate_endpoint", dial.target.split("/", 1)[0])
+        channel.set_var("originate_endpoint", peer.endpoint.split("/", 1)[0])
         if name.startswith("sofia/"):
             channel.set_var("sofia_profile_name", SIP_PROFILE)
             channel.set_var("sip_destination_url", f"sip:{number}@{SIP_HOST}")
-        if dial.target.startswith("user/"):
+        if peer.endpoint.startswith("user/"):
             channel.set_var("dialed_user", number)
             channel.set_var("dialed_domain", SIP_HOST)
-        for key, value in variables.items():
-            channel.set_var(key, value)
+        for key, value in peer.channel_vars.items():
+            if check_vars and has_variable(value):
+                self.log("CRIT", f"Invalid data (${{{key}}} contains a variable)")
+            else:
+                channel.set_var(key, value or None)
         channel.set_var("call_uuid", originator.uuid if originator is not None else uuid)
         self._add(channel)
         channel.state = "CS_INIT"
@@ -533,16 +477,28 @@ class Switch:
         if not leg.is_up:
             raise OriginateFailed(leg.hangup_cause or "NORMAL_CLEARING")
 
+    @staticmethod
+    def _first_peer(dial: str, originator: Channel | None) -> tuple[Peer, bool]:
+        """The endpoint dialled (the first of the first group: failover and ringing several at
+        once are not simulated) and whether its variables are checked for `${`."""
+        try:
+            groups = originate_peers(dial)
+        except DialStringError:
+            groups = []
+        if not groups:
+            raise OriginateFailed("DESTINATION_OUT_OF_ORDER")
+        nested = "origination_nested_vars=true" in dial.lower() or (
+            originator is not None and switch_true(originator.variables.get("origination_nested_vars")))
+        return groups[0][0], not nested
+
     def originate(self, dial: str, app: str, app_arg: str, extension: str | None) -> Channel:
         """api originate: bring the leg up (+OK at early media unless ignore_early_media),
         then run `&app(arg)` or the dialplan for `extension` on it."""
-        legs = parse_dial_string(dial)
-        if not legs:
-            raise OriginateFailed("DESTINATION_OUT_OF_ORDER")
-        target = legs[0]
-        timeout = float(target.variables.get("originate_timeout", DEFAULT_ORIGINATE_TIMEOUT))
-        early_ok = target.variables.get("ignore_early_media", "false") != "true"
-        leg = self.create_leg(target, None)
+        target, check_vars = self._first_peer(dial, None)
+        variables = target.originate_vars
+        timeout = float(variables.get("originate_timeout", DEFAULT_ORIGINATE_TIMEOUT))
+        early_ok = not switch_true(variables.get("ignore_early_media"))
+        leg = self.create_leg(target, None, check_vars=check_vars)
         leg.set_var("originate_early_media", "true" if early_ok else "false")
         self._await_leg(leg, timeout, Event(), early_ok=early_ok)
 
@@ -560,16 +516,14 @@ class Switch:
     # ------------------------------------------------------------------ bridge
     def bridge_app(self, a: Channel, dial: str) -> None:
         """The bridge application: originate B from A, then bridge until one side leaves."""
-        legs = parse_dial_string(dial)
         timeout = float(a.variables.get("call_timeout") or a.variables.get("originate_timeout")
                         or DEFAULT_ORIGINATE_TIMEOUT)
         previous = a.callstate
         a.set_callstate("RING_WAIT")
         try:
-            if not legs:
-                raise OriginateFailed("DESTINATION_OUT_OF_ORDER")
-            leg_timeout = float(legs[0].variables.get("leg_timeout", timeout))
-            b = self.create_leg(legs[0], a)
+            target, check_vars = self._first_peer(dial, a)
+            leg_timeout = float(target.originate_vars.get("leg_timeout", timeout))
+            b = self.create_leg(target, a, check_vars=check_vars)
             self._await_leg(b, leg_timeout, a.wake, early_ok=False, originator=a)
         except OriginateFailed as failure:
             if a.is_up:
