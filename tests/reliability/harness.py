@@ -1,14 +1,18 @@
 """What the process-level reliability tests run: a simulated FreeSWITCH node in this process (over
 TCP) whose callers are placed on demand, `callrouter run` as a separate process with its own config
 (the shipped flow shape: greeting, menu, queue), a PostgreSQL this test owns, and the admin API
-over HTTP."""
+over HTTP; and the run every database-fault test shares (`carry_calls_through`)."""
 from __future__ import annotations
 
 import os
+import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Protocol
 
+import gevent
+import psycopg
 import yaml
 
 from engine.acd.config import staff_every_queue
@@ -147,3 +151,92 @@ class EngineProcess(DaemonProcess):
         """Resident set size of the engine process, in bytes."""
         with open(f"/proc/{self.process.pid}/statm") as statm:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class DatabaseFault(Protocol):
+    """Something done to the engine's PostgreSQL for a while: `begin()` it, `end()` it."""
+
+    def begin(self) -> None: ...
+
+    def end(self) -> None: ...
+
+
+class Legs:
+    """Every channel the switch carried: the CDRs must name exactly these."""
+
+    def __init__(self, centre: Centre) -> None:
+        self.uuids: set[str] = set()
+        centre.node.switch.subscribe(self._on_event)
+
+    def _on_event(self, event) -> None:
+        if event.name == "CHANNEL_CREATE":
+            self.uuids.add(event.unique_id)
+
+
+def rows(dsn: str, sql: str) -> list[tuple]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(sql).fetchall()
+
+
+OUTAGE_AGENTS = ["1001", "1002", "1003"]
+CALL_EVERY = 0.3  # seconds between callers: three agents talking 0.5 s keep up with it
+OUTAGE = 4.0  # seconds of traffic while the fault lasts
+
+
+def carry_calls_through(tmp_path: Path, dsn: str, fault: DatabaseFault) -> EngineProcess:
+    """`callrouter run` carries calls before, during and after `fault` to the PostgreSQL at `dsn`,
+    and the promise holds: callers keep reaching agents during the fault, the records spool and
+    replay, and the CDRs name exactly the legs the switch carried, each once. Returns the engine,
+    stopped, for what a test checks of its fault in particular."""
+    centre = Centre(tmp_path, agents="1001-1003", talk=0.5)
+    centre.start()
+    legs = Legs(centre)
+    engine = EngineProcess(tmp_path, centre, dsn, greeting_ms=300, agents=OUTAGE_AGENTS, extra={
+        "cdr": {"flush_interval": 0.1, "connect_timeout": 1, "write_timeout": 1, "retry_initial": 0.2,
+                "retry_max": 1}})
+    callers: list[tuple[float, str]] = []
+
+    def traffic(seconds: float) -> None:
+        until = time.time() + seconds
+        while time.time() < until:
+            callers.append((time.time(), centre.place()))
+            gevent.sleep(CALL_EVERY)
+
+    try:
+        engine.start()
+        traffic(2.0)
+        wait_until(lambda: rows(dsn, "SELECT count(*) FROM cdr")[0][0] > 0, 20, "CDRs written before the fault")
+        fault.begin()
+        began = time.time()
+        try:
+            traffic(OUTAGE)
+            wait_until(lambda: (engine.metric("callrouter_cdr_spool_segments") or 0) > 0, 20, "records spooled")
+            wait_until(lambda: any(r.agent and r.arrived_at > began for r in centre.inbound()), 20,
+                       "a caller who rang during the fault to reach an agent")
+            ended = time.time()
+        finally:
+            fault.end()
+        traffic(1.0)
+        wait_until(lambda: len(centre.inbound()) == len(callers) and not centre.node.switch.channels, 30,
+                   "every call to end")
+        wait_until(lambda: engine.metric("callrouter_cdr_spool_segments") == 0
+                   and engine.metric("callrouter_cdr_queue_depth") == 0, 60, "the spool replayed")
+        wait_until(lambda: rows(dsn, "SELECT count(*) FROM cdr")[0][0] >= len(legs.uuids), 20, "every CDR")
+        assert engine.metric("callrouter_cdr_write_errors_total") > 0, "the writer met the fault"
+        assert engine.metric("callrouter_cdr_records_rejected_total") == 0, \
+            "no record was set aside as refused: the fault is not the records' fault"
+        assert engine.terminate() == 0, engine.output()[-3000:]
+    finally:
+        centre.stop()
+        engine.ensure_dead()
+
+    during = [r for r in centre.inbound() if began < r.arrived_at < ended]
+    assert during and all(r.agent and r.hung_up_by == "agent" for r in during), \
+        "every caller who rang during the fault talked to an agent"
+    assert all(r.agent for r in centre.inbound())
+    cdrs = rows(dsn, "SELECT uuid FROM cdr")
+    assert len(cdrs) == len(legs.uuids) and {u for (u,) in cdrs} == legs.uuids, \
+        "one CDR for every leg the switch carried: nothing lost, nothing twice, nothing invented"
+    entered = dict(rows(dsn, "SELECT call_uuid, count(*) FROM queue_log WHERE event = 'ENTER' GROUP BY call_uuid"))
+    assert entered == {uuid: 1 for _, uuid in callers}, "each caller entered the queue log once"
+    return engine
