@@ -64,10 +64,10 @@ def _time(text: str) -> time:
 @click.option("--abandon-cap", type=click.FloatRange(min=0.001, max=0.03), default=0.03, show_default=True)
 @click.option("--abandon-message", default="", help="What an abandoned call hears: who calls, a number to call back.")
 @click.option("--machine-message", default="", help="Left on answering machines after the beep; empty: hang up on them.")
-@click.option("--message", default="", help="Broadcast: what answered calls hear.")
+@click.option("--message", default="", help="Broadcast: what answered calls hear; survey: its introduction, offering the opt-out key.")
 @click.option("--agent-key", default="", help="Broadcast: the key that reaches an agent in --queue (e.g. 1).")
-@click.option("--opt-out-key", default="9", show_default=True, help="Broadcast: the key that puts the number on the internal DNC list.")
-@click.option("--opt-out-message", default="", help="Broadcast: the opt-out's confirmation.")
+@click.option("--opt-out-key", default="9", show_default=True, help="Broadcast and survey: the key that puts the number on the internal DNC list.")
+@click.option("--opt-out-message", default="", help="Broadcast and survey: the opt-out's confirmation.")
 @click.option("--max-lines", type=click.IntRange(min=1), default=10, show_default=True,
               help="Broadcast and survey: calls at once.")
 @click.option("--region", default="US", show_default=True, help="Country of numbers written without +country code.")

@@ -60,6 +60,7 @@ STAGE_ABANDONED = "abandoned"
 STAGE_MESSAGE = "message"  # a broadcast's message (and its keys) playing
 STAGE_IVR = "ivr"
 KEY_WAIT_MS = 5000  # after the broadcast message, how long its keys are waited for
+INTRO_KEY_WAIT_MS = 2000  # after a survey's introduction, how long its opt-out key is waited for
 
 
 def gone_disposition(record: tuple[datetime | None, str, str] | None) -> tuple[str, bool]:
@@ -335,25 +336,12 @@ class Dialer:
         An adopted call already in the queue goes on waiting there."""
         attempt.connected_at = attempt.connected_at or utc(self.clock())  # the message took the call
         attempt.message_played = campaign.message
-        keys = campaign.agent_key + campaign.opt_out_key
         if queued:
             digit = campaign.agent_key
-        elif keys:
-            call.set_vars(**{VAR_STAGE: STAGE_MESSAGE})
-            digit = call.play_and_get_digits(campaign.message, tries=1, timeout_ms=KEY_WAIT_MS, terminators="none",
-                                             regex=f"[{re.escape(keys)}]")
         else:
-            call.set_vars(**{VAR_STAGE: STAGE_MESSAGE})
-            call.playback(campaign.message)
-            digit = ""
+            digit = self._message(call, campaign.message, campaign.agent_key + campaign.opt_out_key, KEY_WAIT_MS)
         if digit and digit == campaign.opt_out_key:
-            with self.connect() as conn:
-                store.add_dnc(conn, [attempt.phone], "internal", f"opt-out:{call.uuid}")
-            log.info("campaign %s: %s opted out (call %s)", campaign.name, attempt.phone, call.uuid)
-            if campaign.opt_out_message:
-                call.playback(campaign.opt_out_message)
-            call.hangup()
-            return Disposition.DNC.value
+            return self._opt_out(call, campaign, attempt)
         if digit and digit == campaign.agent_key:
             outcome = self.acd.enqueue(call, campaign.queue, priority=self.settings.priority)
             if outcome.result == ANSWERED:
@@ -361,17 +349,43 @@ class Dialer:
         call.hangup()
         return Disposition.ANSWERED.value
 
+    @staticmethod
+    def _message(call: Call, message: str, keys: str, wait_ms: int) -> str:
+        """Play a campaign's message listening for `keys` (for `wait_ms` after it); the key pressed or ""."""
+        call.set_vars(**{VAR_STAGE: STAGE_MESSAGE})
+        if not keys:
+            call.playback(message)
+            return ""
+        return call.play_and_get_digits(message, tries=1, timeout_ms=wait_ms, terminators="none",
+                                        regex=f"[{re.escape(keys)}]")
+
+    def _opt_out(self, call: Call, campaign: Campaign, attempt: Attempt) -> str:
+        """The number goes on the internal DNC list (every campaign) at once, then the confirmation."""
+        with self.connect() as conn:
+            store.add_dnc(conn, [attempt.phone], "internal", f"opt-out:{call.uuid}")
+        log.info("campaign %s: %s opted out (call %s)", campaign.name, attempt.phone, call.uuid)
+        if campaign.opt_out_message:
+            call.playback(campaign.opt_out_message)
+        call.hangup()
+        return Disposition.DNC.value
+
     def _survey(self, call: Call, campaign: Campaign, attempt: Attempt, *, resumed: bool) -> str:
         """The campaign's IVR flow (answers stored by its survey nodes under this call's Unique-ID);
-        an adopted call goes on at the node saved on its channel."""
+        an adopted call goes on at the node saved on its channel. With a message, that plays first
+        as the survey's introduction, offering the opt-out key (automated calls must offer one)."""
         flows = self.flows.current
         flow = flows.flows[campaign.flow]
         variables = call.caller.variables
         start = variables.get(VAR_NODE) if resumed and variables.get(VAR_FLOW) == flow.name else None
+        attempt.connected_at = attempt.connected_at or utc(self.clock())  # the flow took the call
         if start not in flow.nodes:
             start = None
+            if campaign.message:
+                attempt.message_played = campaign.message
+                digit = self._message(call, campaign.message, campaign.opt_out_key, INTRO_KEY_WAIT_MS)
+                if digit and digit == campaign.opt_out_key:
+                    return self._opt_out(call, campaign, attempt)
             call.set_vars(**{VAR_STAGE: STAGE_IVR})
-        attempt.connected_at = attempt.connected_at or utc(self.clock())  # the flow took the call
         try:
             self.ivr.run(call, flows, flow, start)
         except FlowEnded:

@@ -142,15 +142,18 @@ def store_state(dsn: str) -> str:
 @pytest.mark.timeout(90)
 def test_survey_runs_its_flow_and_stores_the_answers_per_attempt(database, tmp_path, centre):
     zone = zone_where(datetime.now(timezone.utc), True)
-    full, partial = "+15551000001", "+15551000002"
-    phones = {p: zone for p in (full, partial, *OTHERS)}
+    full, partial, opts_out = "+15551000001", "+15551000002", "+15551000003"
+    phones = {p: zone for p in (full, partial, opts_out, *OTHERS)}
     campaign = Campaign("live", mode=Mode.SURVEY, gateway="carrier", flow="outbound_nps", window=WINDOW,
+                        message=BROADCAST, opt_out_key="9", opt_out_message=OPT_OUT_DONE,
                         machine_message=MACHINE_MESSAGE, ring_timeout=15, retry_rules=RULES)
     add_campaign(database, campaign, phones)
     engine = start_engine(centre, tmp_path, database, flows={"nps.yaml": SURVEY_FLOW})
     try:
+        # The introduction offers the opt-out; 9 there is not an answer to the survey's 0-9 question.
         gevent.joinall([gevent.spawn(press_when_prompted, centre, full, [(Q_RECOMMEND, "7"), (Q_AGAIN, "1")]),
-                        gevent.spawn(press_when_prompted, centre, partial, [(Q_RECOMMEND, "3")])], raise_error=True)
+                        gevent.spawn(press_when_prompted, centre, partial, [(Q_RECOMMEND, "3")]),
+                        gevent.spawn(press_when_prompted, centre, opts_out, [(BROADCAST, "9")])], raise_error=True)
         wait_closed(database)
         engine.ivr_store.flush()
     finally:
@@ -164,6 +167,10 @@ def test_survey_runs_its_flow_and_stores_the_answers_per_attempt(database, tmp_p
     assert sorted(answers) == sorted([(mine[full][0].uuid, "recommend", "7"), (mine[full][0].uuid, "contact_again", "1"),
                                       (mine[partial][0].uuid, "recommend", "3")])
     assert all(mine[p][0].disposition == "answered" and mine[p][0].connected_at for p in (full, partial))
+    [opted] = mine[opts_out]
+    assert (opted.disposition, opted.message_played) == ("DNC", BROADCAST)
+    assert {c.phone: c.state.value for c in contacts.values()}[opts_out] == "dnc"
+    assert OPT_OUT_DONE in [h.detail for h in outbound_truth(centre)[opts_out][0].heard]
 
 
 @pytest.mark.timeout(90)
