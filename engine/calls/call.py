@@ -99,6 +99,10 @@ class OriginateFailed(Exception):
 
 
 class Call:
+    # Thousands are up at once: no per-instance __dict__ (a weakref slot for the IVR's pinning).
+    __slots__ = ("registry", "node", "caller", "legs", "inbox", "handler", "adopted", "clock", "started", "outcome",
+                 "labels", "marks", "_journal_seq", "_greenlet", "__weakref__")
+
     def __init__(self, registry: "CallRegistry", node: Any, caller: Leg,
                  handler: Callable[["Call", bool], None], *, adopted: bool = False,
                  clock: Callable[[], float] = time.time) -> None:

@@ -14,7 +14,8 @@ from engine.channelvars import DATA_PREFIX, ENGINE_VARS
 _DTMF_KEEP = 64  # digits typed ahead are kept for the next prompt, within reason
 # The engine's variables share a prefix: one pass over an event finds them all, where a look-up
 # per name would scan the whole header block for each one the event does not carry.
-_ENGINE_VARS = frozenset(ENGINE_VARS)
+# name -> the same name: a leg keeps the module's string, not a fresh copy per call.
+_ENGINE_VARS = {name: name for name in ENGINE_VARS}
 _ENGINE_PREFIX = "variable_" + commonprefix([*ENGINE_VARS, DATA_PREFIX])
 
 
