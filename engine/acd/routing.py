@@ -6,7 +6,7 @@ offers to make. Nothing here reads a clock or does I/O: every method takes `now`
 inputs give the same offers (random is seeded).
 
 Indexes, kept as things change so a decision never scans every agent or every call:
-- per queue, its available agents sorted as its strategy wants (strategies.index_key);
+- per queue, its available agents sorted as its strategy wants (strategies.entry_key);
 - per queue, its waiting calls in groups of identical needs and priority, each group in join
   order. Relaxation only widens what a call accepts as it waits, so a group's later calls accept
   no more than its head: the head is the group's only candidate, and a call never overtakes an
@@ -29,7 +29,7 @@ import math
 import random
 from bisect import bisect_left, insort
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, NamedTuple
+from typing import Collection, Iterable, Mapping, NamedTuple
 
 from engine.acd.estimator import HandleTimes, estimated_wait
 from engine.acd.explain import Explanation, explain
@@ -38,7 +38,7 @@ from engine.acd.model import (
     Strategy, Tier,
 )
 from engine.acd.relaxation import meets, next_change, required_levels, tier_level_in_force
-from engine.acd.strategies import Entry, index_key, select
+from engine.acd.strategies import Entry, EntryKey, entry_key, select
 from engine.errors import CallRouterError
 
 
@@ -61,19 +61,33 @@ class Decision(NamedTuple):
     agents: tuple[str, ...]            # offered
     need: Mapping[str, int]            # skill levels in force
     max_tier_level: float
-    considered: tuple[str, ...]        # the queue's available agents, in strategy order
+    free: tuple[Entry, ...]            # the queue's free list then (copied whole: no walk per offer)
     waited: float
 
+    @property
+    def considered(self) -> tuple[str, ...]:
+        """The queue's available agents then, in strategy order."""
+        return tuple([entry[-1] for entry in self.free])
 
-@dataclass
+
+# A waiting call's key: (-priority, joined_at, sequence, Member, group, own skills). Keys sort by
+# priority then join time; the sequence is unique, so a comparison never reaches the Member. The
+# group is (needs, priority); own skills are the needs beyond the queue's, sorted.
+_Key = tuple
+
+
+@dataclass(eq=False, slots=True)
 class _QueueIndex:
     queue: Queue
-    tiers: dict[str, Tier] = field(default_factory=dict)          # agent id -> tier
+    key: EntryKey                                                 # an agent's entry in `available`
+    seats: dict[str, _Seat] = field(default_factory=dict)         # agent id -> its seat here
     available: list[Entry] = field(default_factory=list)          # sorted by the strategy's key
-    free_skills: dict[str, int] = field(default_factory=dict)     # skill -> available agents having it
-    groups: dict[tuple, list[tuple]] = field(default_factory=dict)  # (needs, priority) -> member keys, sorted
+    # skill -> free agents having it, for the skills a call of this queue needed beyond the
+    # queue's (never forgotten: a handful of languages and the like)
+    free_skills: dict[str, int] = field(default_factory=dict)
+    groups: dict[tuple, list[_Key]] = field(default_factory=dict)  # (needs, priority) -> keys, sorted
     levels: dict[int, list[int]] = field(default_factory=dict)    # tier level -> [tiers, staffed]
-    heads: list[tuple[tuple, tuple]] = field(default_factory=list)  # (head key, own skills) per group, sorted
+    heads: list[_Key] = field(default_factory=list)               # every group's first key, sorted
     waiting: int = 0
     rr_after: Entry | None = None                                 # round-robin's memory
     handle_times: HandleTimes = field(default_factory=HandleTimes)
@@ -86,17 +100,25 @@ class _QueueIndex:
 
 
 @dataclass(slots=True)
-class _Candidate:
+class _Seat:
+    """One agent's place in one queue: its tier (level and position copied, read at every
+    entry), the agent's skills the queue counts (free_skills), and its entry in the queue's
+    free list while it can take a call (None otherwise)."""
+
     index: _QueueIndex
-    member: Member
-    agents: list[str]
-    need: Mapping[str, int]
-    max_tier_level: float
-    waited: float
-    rank: tuple
+    tier: Tier
+    level: int
+    position: int
+    counted: tuple[str, ...]
+    entry: Entry | None = None
 
 
-def _discard(entries: list[Entry], entry: Entry) -> None:
+# A queue's candidate: (rank, index, key, agents chosen, need, max tier level, waited). A plain
+# tuple, built for every queue an agent frees up in; ranks never tie (they end with the sequence).
+_Candidate = tuple
+
+
+def _discard(entries: list, entry: tuple) -> None:
     i = bisect_left(entries, entry)
     if i < len(entries) and entries[i] == entry:
         del entries[i]
@@ -111,10 +133,10 @@ class Router:
         self.agents: dict[str, Agent] = {}
         self.members: dict[str, Member] = {}
         self.decisions: dict[str, Decision] = {}
-        self._tiers_of: dict[str, dict[str, Tier]] = {}   # agent id -> queue -> tier
-        self._entries: dict[str, dict[str, Entry]] = {}   # agent id -> queue -> its entry there
-        self._member_keys: dict[str, tuple[tuple, tuple, tuple]] = {}  # uuid -> (group, sort key, own skills)
-        self._ready: set[str] = set()  # queues changed since the last decision looked at them
+        self._seats: dict[str, dict[str, _Seat]] = {}     # agent id -> queue -> its seat there
+        self._member_keys: dict[str, _Key] = {}
+        # queues changed since the last decision looked at them; a dict for a deterministic order
+        self._ready: dict[_QueueIndex, None] = {}
         self._timers: list[tuple[float, int, str, str]] = []
         self._seq = itertools.count()
         self._rng = random.Random(seed)
@@ -131,52 +153,56 @@ class Router:
         """Add a queue, or replace an existing queue's settings (its calls and tiers stay)."""
         index = self.queues.get(queue.name)
         if index is None:
-            self.queues[queue.name] = _QueueIndex(queue)
+            self.queues[queue.name] = _QueueIndex(queue, entry_key(queue))
             return
         index.queue = queue
+        index.key = entry_key(queue)
         index.rr_after = None
-        for agent_id in index.tiers:
-            self._unindex(self.agents[agent_id], queue.name)
+        for seat in index.seats.values():
+            self._leave(seat)
+        for agent_id in index.seats:
             self._refresh(self.agents[agent_id], self._now)
-        self._ready.add(queue.name)
+        self._ready[index] = None
 
     def add_agent(self, agent: Agent) -> None:
         """Add an agent, or take a known agent's new settings (its status and calls stay)."""
         known = self.agents.get(agent.id)
         if known is None:
             self.agents[agent.id] = agent
-            self._tiers_of[agent.id] = {}
-            self._entries[agent.id] = {}
+            self._seats[agent.id] = {}
             return
-        for queue_name in list(self._entries[agent.id]):
-            self._unindex(known, queue_name)  # out under its old skills, back in under the new
+        seats = self._seats[agent.id].values()
+        for seat in seats:
+            self._leave(seat)  # out under its old skills, back in under the new
         for name in _AGENT_CONFIG:
             setattr(known, name, getattr(agent, name))
+        for seat in seats:
+            seat.counted = _counted(known, seat.index)
         self._refresh(known, self._now)
 
     def set_tier(self, tier: Tier) -> None:
         agent, index = self._agent(tier.agent), self._queue(tier.queue)
         self.remove_tier(tier.agent, tier.queue)
-        index.tiers[agent.id] = tier
-        self._tiers_of[agent.id][tier.queue] = tier
+        seat = _Seat(index, tier, tier.level, tier.position, _counted(agent, index))
+        index.seats[agent.id] = self._seats[agent.id][tier.queue] = seat
         counts = index.levels.setdefault(tier.level, [0, 0])
         counts[0] += 1
         counts[1] += agent.status.takes_calls
         self._refresh(agent, self._now, rekey=True)
-        self._ready.add(tier.queue)
+        self._ready[index] = None
 
     def remove_tier(self, agent_id: str, queue_name: str) -> None:
         index = self._queue(queue_name)
-        tier = index.tiers.pop(agent_id, None)
-        if tier is None:
+        seat = index.seats.pop(agent_id, None)
+        if seat is None:
             return
-        del self._tiers_of[agent_id][queue_name]
-        self._unindex(self.agents[agent_id], queue_name)
-        counts = index.levels[tier.level]
+        del self._seats[agent_id][queue_name]
+        self._leave(seat)
+        counts = index.levels[seat.level]
         counts[0] -= 1
         counts[1] -= self.agents[agent_id].status.takes_calls
         if not counts[0]:
-            del index.levels[tier.level]
+            del index.levels[seat.level]
 
     # ------------------------------------------------------------------ what agents do
     def set_status(self, agent_id: str, status: AgentStatus, now: float, reason: str = "") -> None:
@@ -190,9 +216,9 @@ class Router:
             agent.no_answer_count = 0
             agent.on_demand_idle = False
         if status.takes_calls != was:
-            for queue_name, tier in self._tiers_of[agent_id].items():
-                self.queues[queue_name].levels[tier.level][1] += 1 if status.takes_calls else -1
-                self._ready.add(queue_name)  # tier rules may now let calls reach other levels
+            for seat in self._seats[agent_id].values():
+                seat.index.levels[seat.level][1] += 1 if status.takes_calls else -1
+                self._ready[seat.index] = None  # tier rules may now let calls reach other levels
         self._refresh(agent, now)
 
     def set_ready(self, agent_id: str, now: float) -> None:
@@ -223,10 +249,16 @@ class Router:
             member.priority = index.queue.priority
         member.state = MemberState.WAITING
         self.members[member.uuid] = member
-        key = (-member.priority, member.joined_at, next(self._seq), member.uuid)
-        needs = frozenset(member.skills.items()) if member.skills else _NO_NEEDS
-        self._member_keys[member.uuid] = ((needs, member.priority), key, tuple(sorted(member.skills)))
-        self._enqueue(member)
+        if member.skills:
+            group, own_skills = (frozenset(member.skills.items()), member.priority), tuple(sorted(member.skills))
+            for skill in own_skills:
+                if skill not in index.free_skills:
+                    self._count_skill(index, skill)
+        else:
+            group, own_skills = (_NO_NEEDS, member.priority), ()
+        key = (-member.priority, member.joined_at, next(self._seq), member, group, own_skills)
+        self._member_keys[member.uuid] = key
+        self._enqueue(index, key)
 
     def member_left(self, uuid: str, now: float) -> list[str]:
         """The call left the queue without an agent (abandon, timeout, exit key, overflow), or,
@@ -238,7 +270,7 @@ class Router:
             self.call_ended(uuid, now)
             return []
         if member.state is MemberState.WAITING:
-            self._dequeue(member)
+            self._dequeue(self.queues[member.queue], self._member_keys[uuid])
         ringing = self._release_offers(member, now)
         self._forget(uuid)
         return ringing
@@ -248,7 +280,7 @@ class Router:
         (ring-all, ring-progressively), whose legs the driver hangs up."""
         member, agent = self.member(uuid), self._agent(agent_id)
         if member.state is MemberState.WAITING:
-            self._dequeue(member)
+            self._dequeue(self.queues[member.queue], self._member_keys[uuid])
         member.offers.discard(agent_id)
         ringing = self._release_offers(member, now)
         member.state = MemberState.ANSWERED
@@ -286,7 +318,7 @@ class Router:
             member.tried.add(agent_id)
             if not member.offers:
                 member.state = MemberState.WAITING
-                self._enqueue(member)
+                self._enqueue(self.queues[member.queue], self._member_keys[uuid])
 
     def call_ended(self, uuid: str, now: float) -> None:
         """The answered call is over: count it, start the agent's wrap-up."""
@@ -318,30 +350,28 @@ class Router:
         """The offers to make now. Each reserves the agent (state Receiving) until the driver
         reports offer_answered / offer_failed / member_left."""
         offers = self._run_timers(now)
-        candidates: dict[str, _Candidate] = {}  # per queue; recomputed only where something changed
+        candidates: dict[_QueueIndex, _Candidate] = {}  # recomputed only where something changed
+        ready = self._ready
         while True:
-            for name in self._ready:
-                index = self.queues[name]
-                if not index.available or not index.waiting:
-                    candidates.pop(name, None)  # nothing to match until an agent or a call comes
-                    continue
-                candidate = self._candidate(index, now)
-                if candidate is not None:
-                    candidates[name] = candidate
-                else:
-                    candidates.pop(name, None)
+            for index in ready:
+                if index.available and index.waiting:  # else nothing to match until an agent or a call comes
+                    candidate = self._candidate(index, now)
+                    if candidate is not None:
+                        candidates[index] = candidate
+                        continue
                     self._wake_when_relaxed(index, now)
-            self._ready.clear()
+                candidates.pop(index, None)
+            ready.clear()
             if not candidates:
                 return offers
-            best = max(candidates.values(), key=lambda c: c.rank)
-            del candidates[best.index.queue.name]
-            taken = set(best.agents)
-            for name, rival in candidates.items():
-                if taken.intersection(rival.agents):
-                    rival.member.passed_over += 1
-                    self._ready.add(name)
-            offers.extend(self._offer(best, now))
+            best = max(candidates.values())
+            del candidates[best[1]]
+            taken = set(best[3])
+            for index, rival in candidates.items():
+                if not taken.isdisjoint(rival[3]):
+                    rival[2][3].passed_over += 1
+                    ready[index] = None
+            offers += self._offer(best, now)
 
     def next_wakeup(self) -> float | None:
         """When to call assignments() again even if nothing happens (a delay or wrap-up ends,
@@ -354,13 +384,13 @@ class Router:
         member = self.members.get(uuid)
         if member is None or member.state is not MemberState.WAITING:
             return None
-        key = self._member_keys[uuid][1]
+        key = self._member_keys[uuid]
         return 1 + sum(bisect_left(keys, key) for keys in self.queues[member.queue].groups.values())
 
     def waiting(self, queue_name: str) -> list[Member]:
         """The queue's waiting calls, next first."""
         keys = sorted(k for keys in self._queue(queue_name).groups.values() for k in keys)
-        return [self.members[k[-1]] for k in keys]
+        return [k[3] for k in keys]
 
     def available(self, queue_name: str) -> list[str]:
         """The queue's available agents, in its strategy's order."""
@@ -370,7 +400,7 @@ class Router:
         return self._queue(queue_name).staffed()
 
     def tiers(self, queue_name: str) -> dict[str, Tier]:
-        return dict(self._queue(queue_name).tiers)
+        return {agent_id: seat.tier for agent_id, seat in self._queue(queue_name).seats.items()}
 
     def tier_levels(self, queue_name: str) -> list[tuple[int, int]]:
         """(tier level, agents staffed at it), ascending: what the tier rules look at."""
@@ -388,6 +418,13 @@ class Router:
         """Why this call has (or has not yet) this agent: see explain.py."""
         return explain(self, uuid, now)
 
+    def member(self, uuid: str) -> Member:
+        """The call, waiting, being offered or answered; RoutingError if it is in no queue."""
+        try:
+            return self.members[uuid]
+        except KeyError:
+            raise RoutingError(f"call {uuid} is in no queue") from None
+
     # ------------------------------------------------------------------ internals
     def _agent(self, agent_id: str) -> Agent:
         try:
@@ -401,43 +438,34 @@ class Router:
         except KeyError:
             raise RoutingError(f"no queue '{name}'; add it (queues: in the ACD configuration) first") from None
 
-    def member(self, uuid: str) -> Member:
-        """The call, waiting, being offered or answered; RoutingError if it is in no queue."""
-        try:
-            return self.members[uuid]
-        except KeyError:
-            raise RoutingError(f"call {uuid} is in no queue") from None
-
     def _at(self, when: float, kind: str, key: str) -> None:
         heapq.heappush(self._timers, (when, next(self._seq), kind, key))
 
-    def _enqueue(self, member: Member) -> None:
-        index = self.queues[member.queue]
-        group, key, own_skills = self._member_keys[member.uuid]
-        keys = index.groups.setdefault(group, [])
+    def _enqueue(self, index: _QueueIndex, key: _Key) -> None:
+        keys = index.groups.get(key[4])
+        if keys is None:
+            keys = index.groups[key[4]] = []
         at = bisect_left(keys, key)
         if at == 0:  # the group's new head
             if keys:
-                _discard(index.heads, (keys[0], own_skills))
-            insort(index.heads, (key, own_skills))
+                _discard(index.heads, keys[0])
+            insort(index.heads, key)
         keys.insert(at, key)
         index.waiting += 1
-        self._ready.add(member.queue)
+        self._ready[index] = None
 
-    def _dequeue(self, member: Member) -> None:
-        index = self.queues[member.queue]
-        group, key, own_skills = self._member_keys[member.uuid]
-        keys = index.groups[group]
+    def _dequeue(self, index: _QueueIndex, key: _Key) -> None:
+        keys = index.groups[key[4]]
         at = bisect_left(keys, key)
         del keys[at]
         if at == 0:
-            _discard(index.heads, (key, own_skills))
+            _discard(index.heads, key)
             if keys:
-                insort(index.heads, (keys[0], own_skills))
-        if not keys:
-            del index.groups[group]
+                insort(index.heads, keys[0])
+            else:
+                del index.groups[key[4]]
         index.waiting -= 1
-        self._ready.add(member.queue)
+        self._ready[index] = None
 
     def _forget(self, uuid: str) -> None:
         self.members.pop(uuid, None)
@@ -445,6 +473,8 @@ class Router:
         self.decisions.pop(uuid, None)
 
     def _release_offers(self, member: Member, now: float) -> list[str]:
+        if not member.offers:
+            return []
         ringing = sorted(member.offers)
         member.offers.clear()
         for agent_id in ringing:
@@ -458,96 +488,113 @@ class Router:
         if agent.status is AgentStatus.AVAILABLE_ON_DEMAND and not agent.calls:
             agent.on_demand_idle = True
 
-    def _unindex(self, agent: Agent, queue_name: str) -> None:
-        entry = self._entries[agent.id].pop(queue_name, None)
-        if entry is not None:
-            index = self.queues[queue_name]
-            _discard(index.available, entry)
-            for skill in agent.skills:
-                index.free_skills[skill] -= 1
-            self._ready.add(queue_name)
+    def _count_skill(self, index: _QueueIndex, skill: str) -> None:
+        """Start counting the queue's free agents having `skill`: a call needs it on top of
+        the queue's skills."""
+        free = 0
+        for agent_id, seat in index.seats.items():
+            if skill in self.agents[agent_id].skills:
+                seat.counted += (skill,)
+                free += seat.entry is not None
+        index.free_skills[skill] = free
+
+    def _leave(self, seat: _Seat) -> None:
+        """The agent out of the seat's queue's free list (if it is in)."""
+        if seat.entry is None:
+            return
+        index = seat.index
+        _discard(index.available, seat.entry)
+        seat.entry = None
+        free_skills = index.free_skills
+        for skill in seat.counted:
+            free_skills[skill] -= 1
+        self._ready[index] = None
 
     def _refresh(self, agent: Agent, now: float, rekey: bool = False) -> None:
         """Put the agent in (or take it out of) its queues' indexes, as it can take a call or
         not; `rekey` when a field its position depends on may have changed."""
-        self._now = max(self._now, now)
-        entries = self._entries[agent.id]
+        if now > self._now:
+            self._now = now
+        seats = self._seats[agent.id].values()
         if not agent.can_take_call(now):
-            for queue_name in list(entries):
-                self._unindex(agent, queue_name)
+            for seat in seats:
+                if seat.entry is not None:
+                    self._leave(seat)
             return
-        for queue_name, tier in self._tiers_of[agent.id].items():
-            old = entries.get(queue_name)
+        for seat in seats:
+            old = seat.entry
             if old is not None and not rekey:
                 continue
-            index = self.queues[queue_name]
-            entry = index_key(index.queue.strategy, agent, tier, index.queue)
+            index = seat.index
+            entry = index.key(agent, seat.level, seat.position)
             if entry == old:
                 continue
-            if old is not None:
-                _discard(index.available, old)
+            if old is None:
+                free_skills = index.free_skills
+                for skill in seat.counted:
+                    free_skills[skill] += 1
             else:
-                for skill in agent.skills:
-                    index.free_skills[skill] = index.free_skills.get(skill, 0) + 1
+                _discard(index.available, old)
             insort(index.available, entry)
-            entries[queue_name] = entry
-            self._ready.add(queue_name)
+            seat.entry = entry
+            self._ready[index] = None
 
     def _candidate(self, index: _QueueIndex, now: float) -> _Candidate | None:
         """The queue's next call that a free agent may take, with the agent(s) its strategy picks
         (the queue has free agents and waiting calls)."""
         queue = index.queue
-        levels = index.level_staffing() if queue.tier_rules.apply else ()
-        tiers, agents, free_skills = index.tiers, self.agents, index.free_skills
-        need: dict[str, int] = {}
-        max_level = math.inf
-
-        def eligible(agent_id: str) -> bool:
-            if tiers[agent_id].level > max_level:
-                return False
-            skills = agents[agent_id].skills
-            for skill, level in need.items():
-                if skills.get(skill, 0) < level:
-                    return False
-            return True
-
-        # One free agent (a busy centre: someone just finished a call): every strategy picks it.
-        only = index.available[0][-1] if len(index.available) == 1 else None
-        for key, own_skills in index.heads:
+        rules = queue.tier_rules
+        levels = index.level_staffing() if rules.apply else ()
+        free_skills, available = index.free_skills, index.available
+        only = None
+        if len(available) == 1:  # a busy centre, someone just finished a call: every strategy takes it
+            only = available[0][-1]
+            only_level, only_skills = index.seats[only].level, self.agents[only].skills
+        for key in index.heads:
+            _, joined_at, seq, member, _, own_skills = key
             if own_skills and not all(map(free_skills.get, own_skills)):
                 continue  # needs a skill of its own that no free agent of the queue has at any level
-            member = self.members[key[-1]]
-            waited = now - member.joined_at
+            waited = now - joined_at
             need = required_levels(queue, member, waited)
-            max_level = tier_level_in_force(queue.tier_rules, levels, waited)
-            if only is not None:
-                chosen = [only] if eligible(only) else []
+            max_level = tier_level_in_force(rules, levels, waited) if rules.apply else math.inf
+            if only is None:
+                chosen = self._select(index, member, need, max_level)
             else:
-                chosen = select(queue.strategy, index.available, eligible, after=index.rr_after,
-                                tried=member.tried, rng=self._rng)
+                chosen = [only] if only_level <= max_level and meets(only_skills, need) else None
             if chosen:
                 # a starving head (passed over starvation_limit times) comes first, the most passed
                 # over first; ties of priority and urgency go to the call that joined first
                 starving = member.passed_over if member.passed_over >= queue.starvation_limit else 0
                 urgency = waited / queue.service_level_seconds if queue.service_level_seconds > 0 else waited
-                return _Candidate(index, member, chosen, need, max_level, waited,
-                                  (starving, member.priority, urgency, -member.joined_at, -key[2]))
+                return ((starving, member.priority, urgency, -joined_at, -seq),
+                        index, key, chosen, need, max_level, waited)
         return None
 
+    def _select(self, index: _QueueIndex, member: Member, need: Mapping[str, int], max_level: float,
+                ringing: Collection[str] = ()) -> list[str]:
+        """The agent(s) the queue's strategy offers the call to, among its free agents at a tier
+        level up to `max_level` that meet `need` (and are not ringing for it already)."""
+        seats, agents = index.seats, self.agents
+
+        def eligible(agent_id: str) -> bool:
+            return (seats[agent_id].level <= max_level and meets(agents[agent_id].skills, need)
+                    and agent_id not in ringing)
+
+        return select(index.queue.strategy, index.available, eligible, after=index.rr_after,
+                      tried=member.tried, rng=self._rng)
+
     def _offer(self, candidate: _Candidate, now: float) -> list[Offer]:
-        index, member = candidate.index, candidate.member
-        queue = index.queue
-        self.decisions[member.uuid] = Decision(now, tuple(candidate.agents), candidate.need,
-                                               candidate.max_tier_level,
-                                               tuple([entry[-1] for entry in index.available]), candidate.waited)
+        _, index, key, agents, need, max_level, waited = candidate
+        member, queue = key[3], index.queue
+        self.decisions[member.uuid] = Decision(now, tuple(agents), need, max_level, tuple(index.available), waited)
         if queue.strategy is Strategy.ROUND_ROBIN:
-            index.rr_after = self._entries[candidate.agents[0]][queue.name]
-        self._dequeue(member)
+            index.rr_after = index.seats[agents[0]].entry
+        self._dequeue(index, key)
         member.state = MemberState.TRYING
         member.passed_over = 0
         if queue.strategy is Strategy.RING_PROGRESSIVELY:
             self._at(now + queue.ring_progressively_delay, "ring", member.uuid)
-        return [self._ring(member, agent_id, now) for agent_id in candidate.agents]
+        return [self._ring(member, agent_id, now) for agent_id in agents]
 
     def _ring(self, member: Member, agent_id: str, now: float) -> Offer:
         agent = self.agents[agent_id]
@@ -562,11 +609,11 @@ class Router:
         """A queue with free agents and waiting calls that still cannot match: look again when
         the first of its head calls accepts more (the rest only join the index on events)."""
         moments = []
-        for keys in index.groups.values():
-            member = self.members[keys[0][-1]]
-            change = next_change(index.queue, index.levels, now - member.joined_at)
+        for key in index.heads:
+            joined_at = key[1]
+            change = next_change(index.queue, index.levels, now - joined_at)
             if change is not None:
-                moments.append(member.joined_at + change)
+                moments.append(joined_at + change)
         if moments:
             self._at(min(moments), "queue", index.queue.name)
 
@@ -575,7 +622,7 @@ class Router:
         while self._timers and self._timers[0][0] <= now:
             _, _, kind, key = heapq.heappop(self._timers)
             if kind == "queue":
-                self._ready.add(key)
+                self._ready[self.queues[key]] = None
             elif kind == "agent":
                 agent = self.agents.get(key)
                 if agent is None:
@@ -603,10 +650,11 @@ class Router:
         waited = now - member.joined_at
         need = required_levels(queue, member, waited)
         max_level = tier_level_in_force(queue.tier_rules, index.level_staffing(), waited)
-        tiers, agents = index.tiers, self.agents
-        ringing = member.offers
-        chosen = select(queue.strategy, index.available,
-                        lambda a: a not in ringing and tiers[a].level <= max_level and meets(agents[a].skills, need),
-                        tried=member.tried, rng=self._rng)
+        chosen = self._select(index, member, need, max_level, ringing=member.offers)
         self._at(now + queue.ring_progressively_delay, "ring", uuid)
         return [self._ring(member, agent_id, now) for agent_id in chosen]
+
+
+def _counted(agent: Agent, index: _QueueIndex) -> tuple[str, ...]:
+    """The agent's skills among those the queue counts (see _QueueIndex.free_skills)."""
+    return tuple([skill for skill in index.free_skills if skill in agent.skills])

@@ -1,9 +1,10 @@
 """The strategies: how a queue orders its available agents, and which of them a call gets.
 
-Each queue's index holds its available agents sorted by `index_key`, a tuple ending with the
-agent's id; `select` walks that order and takes the first agent(s) the call may have. The key
-only uses fields that change while the agent is out of the index (or the Router re-keys it),
-so the order is kept incrementally rather than sorted per decision.
+Each queue's index holds its available agents sorted by their entries (`entry_key(queue)` gives
+the function making one), tuples ending with the agent's id; `select` walks that order and takes
+the first agent(s) the call may have. An entry only uses fields that change while the agent is
+out of the index (or the Router re-keys it), so the order is kept incrementally rather than
+sorted per decision.
 """
 from __future__ import annotations
 
@@ -11,25 +12,32 @@ import random
 from bisect import bisect_right
 from typing import Callable, Collection, Sequence
 
-from engine.acd.model import Agent, Queue, Strategy, Tier
+from engine.acd.model import Agent, Queue, Strategy
 
 Entry = tuple  # (sort fields..., agent id)
 
 
-def index_key(strategy: Strategy, agent: Agent, tier: Tier, queue: Queue) -> Entry:
+EntryKey = Callable[[Agent, int, int], Entry]  # (agent, tier level, tier position) -> entry
+
+
+def entry_key(queue: Queue) -> EntryKey:
+    """The function giving an agent's entry in the queue's free list, chosen once per queue
+    (an agent enters its queues' lists every time it frees up)."""
+    strategy = queue.strategy
     if strategy is Strategy.LONGEST_IDLE_AGENT:
-        return (tier.level, agent.idle_since, tier.position, agent.id)
+        return lambda agent, level, position: (level, agent.idle_since, position, agent.id)
     if strategy is Strategy.FEWEST_CALLS:
-        return (tier.level, agent.calls_answered, agent.idle_since, agent.id)
+        return lambda agent, level, position: (level, agent.calls_answered, agent.idle_since, agent.id)
     if strategy is Strategy.LEAST_TALK_TIME:
-        return (tier.level, agent.talk_time, agent.idle_since, agent.id)
+        return lambda agent, level, position: (level, agent.talk_time, agent.idle_since, agent.id)
     if strategy is Strategy.SKILLS_BEST_MATCH:
-        score = sum(agent.skills.get(skill, 0) for skill in queue.skills)
-        return (-score, agent.idle_since, agent.id)
+        wanted = tuple(queue.skills)
+        return lambda agent, level, position: (-sum([agent.skills.get(skill, 0) for skill in wanted]),
+                                               agent.idle_since, agent.id)
     if strategy in (Strategy.ROUND_ROBIN, Strategy.RANDOM):
-        return (tier.position, agent.id)
+        return lambda agent, level, position: (position, agent.id)
     # top-down, sequentially-by-agent-order, ring-all, ring-progressively: tier order
-    return (tier.level, tier.position, agent.id)
+    return lambda agent, level, position: (level, position, agent.id)
 
 
 def select(strategy: Strategy, entries: Sequence[Entry], eligible: Callable[[str], bool], *,
