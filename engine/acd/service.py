@@ -563,9 +563,14 @@ class Acd:
         if resumed and (answered := self._settle(call)) is not None:
             return self._connect(call, reported, answered, joined)
         self._cancel(call.uuid, self.router.member_left(call.uuid, self.clock()))  # a resumed call rejoins
-        if not resumed:
-            # A restarted engine finds the caller's own queue and place here, whatever agent it waited for.
-            call.mark_stage("queue", **{VAR_QUEUE: reported, VAR_QUEUE_JOINED: f"{joined:.3f}"})
+        # Once the agent hangs up, the caller stays for the flow (park_after_bridge); a restarted
+        # engine finds the caller's own queue and place on the channel, whatever agent it waited for.
+        # One round trip for both.
+        if resumed:
+            call.set_vars(park_after_bridge="true")
+        else:
+            call.mark_stage("queue", park_after_bridge="true",
+                            **{VAR_QUEUE: reported, VAR_QUEUE_JOINED: f"{joined:.3f}"})
         # No I/O from joining to ENTER: the dispatcher cannot ring an agent before the call entered.
         self.router.member_joined(Member(call.uuid, queue, joined, priority=onward.priority or None,
                                          skills={} if direct else {s: 1 for s in skills},
@@ -579,7 +584,6 @@ class Acd:
             call.journal(QueueEventKind.ENTER, position=self.router.position(call.uuid))
         self.poke()
         call.outcome = "abandoned"  # until an agent answers or the wait ends otherwise
-        call.set_vars(park_after_bridge="true")  # once the agent hangs up, the caller stays for the flow
         call.caller.take_digits()  # keys typed at the menus before joining are not an exit
         if direct:  # the one agent answers soon, or the caller goes back: no exits, no announcements
             limit, exit_keys, every = self.transfer_wait, "", 0.0

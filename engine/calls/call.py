@@ -331,15 +331,16 @@ class Call:
         done = self.execute("play_and_get_digits", arg)
         return done.get("variable_" + var) or ""
 
-    def take_control(self, park_timeout: int) -> None:
-        """Re-arm FreeSWITCH's park timer for the engine's time with the call.
+    def take_control(self, park_timeout: int, **also: str) -> None:
+        """Re-arm FreeSWITCH's park timer for the engine's time with the call; `also`: more
+        variables for the caller's channel, set in the same round trip.
 
         The dialplan parks with a short park_timeout as a safety net for calls no engine picks
         up. FreeSWITCH reads park_timeout only when a park starts, and checks it between the
         applications executed inside that park, so the engine sets its own, longer, bound and
         re-parks (uuid_park ends the current park and starts a new one that reads it).
         """
-        self.set_vars(park_timeout=f"{park_timeout}:{PARK_TIMEOUT_CAUSE}")
+        self.set_vars(park_timeout=f"{park_timeout}:{PARK_TIMEOUT_CAUSE}", **also)
         self.api(commands.park(self.caller.uuid))
 
     def originate(self, endpoint: str, variables: dict[str, str], *, role: str, timeout: float) -> Leg:
@@ -375,10 +376,15 @@ class Call:
             self._hangup_quietly(leg, cause)
 
     def mark_stage(self, stage: str, **more: str) -> None:
+        self.set_vars(**self.stage_vars(stage, **more))
+
+    def stage_vars(self, stage: str, **more: str) -> dict[str, str]:
+        """The caller's variables that say where the call is (a restarted engine resumes there),
+        for a caller that sets them along with others in one round trip."""
         values = {VAR_STAGE: stage, **more}
         if VAR_JOINED not in self.caller.variables:
             values[VAR_JOINED] = f"{self.started:.3f}"
-        self.set_vars(**values)
+        return values
 
     def originate_async(self, endpoint: str, variables: dict[str, str], *, role: str,
                         timeout: float) -> tuple[Leg, Any]:

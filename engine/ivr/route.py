@@ -60,22 +60,25 @@ class IvrRoute:
         entry = variables.get(VAR_ENTRY, "")
         call.labels["entry"] = entry
         call.outcome = call.outcome or "ended_in_ivr"
-        # Taking control re-parks the call: for a resumed call that also stops what was playing,
-        # except a call talking to an agent, whose bridge a re-park would break.
-        if variables.get(VAR_STAGE) != "talking" or not resumed:
-            call.take_control(self.park_timeout_seconds)
         flow, start = flows.for_entry(entry), None
         saved = flows.flows.get(variables.get(VAR_FLOW, "")) if resumed else None
         if saved is not None and variables.get(VAR_NODE) in saved.nodes:
             flow, start = saved, variables[VAR_NODE]
             log.info("call %s resumes flow %s at %s", call.uuid, flow.name, start)
+        # A flow from its start marks the stage; with the park timer, in one round trip.
+        stage = call.stage_vars("ivr") if flow is not None and start is None else {}
+        # Taking control re-parks the call: for a resumed call that also stops what was playing,
+        # except a call talking to an agent, whose bridge a re-park would break.
+        if variables.get(VAR_STAGE) != "talking" or not resumed:
+            call.take_control(self.park_timeout_seconds, **stage)
+        elif stage:
+            call.set_vars(**stage)
         if flow is None:
             log.error("call %s: no flow for entry %r and no default flow", call.uuid, entry)
             call.labels["flow"] = ""
             self.runner.apologise(call)
             return
         if start is None:
-            call.mark_stage("ivr")
             call.answer()
         try:
             self.runner.run(call, flows, flow, start)

@@ -173,3 +173,26 @@ def test_agent_transfers_a_talking_call_blind_to_another_queue_and_the_next_agen
     transfer = log.of("TRANSFER")[0]
     assert transfer.target == "queue:billing" and transfer.talk_seconds > 0
     assert router.agents["1001"].state in (AgentState.WRAP_UP, AgentState.WAITING)
+
+
+def test_the_caller_channels_variables_ride_with_the_park_and_the_queue_in_one_round_trip_each(
+        centre_factory, engine_factory, tmp_path):
+    centre = centre_factory(scenario([(0.2, "sales")], [
+        '  - {ids: ["1001"], ring: 0.1, answer_probability: 1.0, talk: 0.3, hangup_share: 1.0}']))
+    sent: list[str] = []
+    switch_api = centre.switch.api
+    centre.switch.api = lambda line: sent.append(line) or switch_api(line)  # every api line the engine sent
+    engine, log = start(centre, engine_factory, tmp_path, acd_file(
+        {"sales": {}}, {"1001": {}}, [("1001", "sales", 1)]))
+    wait_until(lambda: centre.truth.count == 1, what="the call to finish")
+    assert centre.truth.finished[0].agent == "1001"
+    caller = centre.truth.finished[0].uuid
+    on_caller = [line for line in sent if line.split(" ")[:2] in (["uuid_setvar_multi", caller],
+                                                                   ["uuid_park", caller])]
+    park = on_caller.index(f"uuid_park {caller}")
+    taking = on_caller[park - 1]
+    assert "park_timeout=" in taking and "callrouter_stage=ivr" in taking, "the stage rides with the park timer"
+    setvars = [line for line in on_caller if line.startswith("uuid_setvar_multi")]
+    queued = [line for line in setvars if "callrouter_stage=queue" in line]
+    assert len(queued) == 1 and "park_after_bridge=true" in queued[0]
+    assert [line for line in setvars if "park_after_bridge" in line] == queued, "not set again on its own"
