@@ -27,9 +27,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.ha.harness import wait_until
 from tests.postgres import OwnServer
 from tests.reliability.harness import carry_calls_through
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -51,7 +51,7 @@ class Volume:
             user = pwd.getpwnam(owner)
             options += f",uid={user.pw_uid},gid={user.pw_gid},mode=0700"
         result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(self.path)],
-                                capture_output=True, text=True)
+                                capture_output=True, text=True, check=False)
         if result.returncode != 0:
             pytest.fail(f"cannot mount a tmpfs for PostgreSQL to fill ({result.stderr.strip()}): a full disk "
                         "needs a size-limited filesystem, which only root (CAP_SYS_ADMIN) can mount; run the "
@@ -77,7 +77,7 @@ class Volume:
     def unmount(self) -> None:
         if not self.mounted:
             return
-        if subprocess.run(["umount", str(self.path)], capture_output=True).returncode != 0:
+        if subprocess.run(["umount", str(self.path)], capture_output=True, check=False).returncode != 0:
             # Something still holds it open (a server that would not die): detach it all the same.
             subprocess.run(["umount", "--lazy", str(self.path)], check=True)
         self.mounted = False
