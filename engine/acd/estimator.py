@@ -8,29 +8,43 @@ wrap-up), over a sliding window of calls and of time, so it follows the day.
 """
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
+from array import array
 
 
-@dataclass
 class HandleTimes:
-    """The recent handle times of one queue: at most `keep` calls, none older than `horizon` s."""
+    """The recent handle times of one queue: at most `keep` calls, none older than `horizon` s.
 
-    keep: int = 100
-    horizon: float = 3600.0
-    _samples: deque[tuple[float, float]] = field(default_factory=deque)  # (ended at, seconds)
-    _total: float = 0.0
+    Two fixed arrays used as a ring: a call ending allocates nothing and frees nothing (a deque of
+    tuples freed a sample a hundred calls old each time, one more cold read per assignment)."""
+
+    def __init__(self, keep: int = 100, horizon: float = 3600.0) -> None:
+        self.keep, self.horizon = keep, horizon
+        self._ended = array("d", bytes(8 * keep))    # when each sample's call ended
+        self._seconds = array("d", bytes(8 * keep))  # its handle time
+        self._oldest = 0                             # the slot of the oldest sample
+        self._count = 0
+        self._total = 0.0
 
     def add(self, ended_at: float, seconds: float) -> None:
-        self._samples.append((ended_at, seconds))
+        slot = (self._oldest + self._count) % self.keep
+        if self._count == self.keep:  # full: the oldest goes
+            self._total -= self._seconds[slot]
+            self._oldest = (slot + 1) % self.keep
+        else:
+            self._count += 1
+        self._ended[slot] = ended_at
+        self._seconds[slot] = seconds
         self._total += seconds
-        if len(self._samples) > self.keep:
-            self._total -= self._samples.popleft()[1]
 
     def mean(self, now: float) -> float | None:
-        while self._samples and self._samples[0][0] < now - self.horizon:
-            self._total -= self._samples.popleft()[1]
-        return self._total / len(self._samples) if self._samples else None
+        while self._count and self._ended[self._oldest] < now - self.horizon:
+            self._total -= self._seconds[self._oldest]
+            self._oldest = (self._oldest + 1) % self.keep
+            self._count -= 1
+        if not self._count:
+            self._total = 0.0  # no rounding left over from the samples gone
+            return None
+        return self._total / self._count
 
 
 def estimated_wait(position: int, free_agents: int, staffed: int, aht: float | None) -> float | None:

@@ -113,7 +113,7 @@ class _Seat:
     entry: Entry | None = None
 
 
-# A queue's candidate: (rank, index, key, agents chosen, need, max tier level, waited). A plain
+# A queue's candidate: (rank, index, key, agents chosen (a tuple), need, max tier level, waited). A plain
 # tuple, built for every queue an agent frees up in; ranks never tie (they end with the sequence).
 _Candidate = tuple
 
@@ -441,29 +441,37 @@ class Router:
     def _at(self, when: float, kind: str, key: str) -> None:
         heapq.heappush(self._timers, (when, next(self._seq), kind, key))
 
+    # A group's keys are compared only where needed: each comparison reads a key nothing else
+    # has touched lately, and with thousands of calls waiting these reads are most of the cost.
     def _enqueue(self, index: _QueueIndex, key: _Key) -> None:
-        keys = index.groups.get(key[4])
+        group = key[4]
+        keys = index.groups.get(group)
         if keys is None:
-            keys = index.groups[key[4]] = []
-        at = bisect_left(keys, key)
-        if at == 0:  # the group's new head
-            if keys:
-                _discard(index.heads, keys[0])
+            index.groups[group] = [key]
             insort(index.heads, key)
-        keys.insert(at, key)
+        elif keys[-1] < key:  # a new call: the last of its group
+            keys.append(key)
+        else:  # a call put back after a missed offer, or restored with its original join time
+            at = bisect_left(keys, key)
+            if at == 0:  # the group's new head
+                _discard(index.heads, keys[0])
+                insort(index.heads, key)
+            keys.insert(at, key)
         index.waiting += 1
         self._ready[index] = None
 
     def _dequeue(self, index: _QueueIndex, key: _Key) -> None:
-        keys = index.groups[key[4]]
-        at = bisect_left(keys, key)
-        del keys[at]
-        if at == 0:
+        group = key[4]
+        keys = index.groups[group]
+        if keys[0] is key:  # the group's head: the call offered
+            del keys[0]
             _discard(index.heads, key)
             if keys:
                 insort(index.heads, keys[0])
             else:
-                del index.groups[key[4]]
+                del index.groups[group]
+        else:  # a call leaving from further back (abandon, timeout, exit key)
+            del keys[bisect_left(keys, key)]
         index.waiting -= 1
         self._ready[index] = None
 
@@ -503,7 +511,8 @@ class Router:
         if seat.entry is None:
             return
         index = seat.index
-        _discard(index.available, seat.entry)
+        available = index.available
+        del available[bisect_left(available, seat.entry)]  # a seat's entry is in its queue's list
         seat.entry = None
         free_skills = index.free_skills
         for skill in seat.counted:
@@ -555,12 +564,13 @@ class Router:
             if own_skills and not all(map(free_skills.get, own_skills)):
                 continue  # needs a skill of its own that no free agent of the queue has at any level
             waited = now - joined_at
-            need = required_levels(queue, member, waited)
+            # most calls need only the queue's skills: no call, and no read of the call's own
+            need = required_levels(queue, member, waited) if own_skills or queue.relax else queue.skills
             max_level = tier_level_in_force(rules, levels, waited) if rules.apply else math.inf
             if only is None:
                 chosen = self._select(index, member, need, max_level)
             else:
-                chosen = [only] if only_level <= max_level and meets(only_skills, need) else None
+                chosen = (only,) if only_level <= max_level and meets(only_skills, need) else None
             if chosen:
                 # a starving head (passed over starvation_limit times) comes first, the most passed
                 # over first; ties of priority and urgency go to the call that joined first
@@ -571,7 +581,7 @@ class Router:
         return None
 
     def _select(self, index: _QueueIndex, member: Member, need: Mapping[str, int], max_level: float,
-                ringing: Collection[str] = ()) -> list[str]:
+                ringing: Collection[str] = ()) -> tuple[str, ...]:
         """The agent(s) the queue's strategy offers the call to, among its free agents at a tier
         level up to `max_level` that meet `need` (and are not ringing for it already)."""
         seats, agents = index.seats, self.agents
@@ -580,13 +590,13 @@ class Router:
             return (seats[agent_id].level <= max_level and meets(agents[agent_id].skills, need)
                     and agent_id not in ringing)
 
-        return select(index.queue.strategy, index.available, eligible, after=index.rr_after,
-                      tried=member.tried, rng=self._rng)
+        return tuple(select(index.queue.strategy, index.available, eligible, after=index.rr_after,
+                            tried=member.tried, rng=self._rng))
 
     def _offer(self, candidate: _Candidate, now: float) -> list[Offer]:
         _, index, key, agents, need, max_level, waited = candidate
         member, queue = key[3], index.queue
-        self.decisions[member.uuid] = Decision(now, tuple(agents), need, max_level, tuple(index.available), waited)
+        self.decisions[member.uuid] = Decision(now, agents, need, max_level, tuple(index.available), waited)
         if queue.strategy is Strategy.ROUND_ROBIN:
             index.rr_after = index.seats[agents[0]].entry
         self._dequeue(index, key)
