@@ -37,6 +37,8 @@ FORMATS = ("plain", "json", "xml")
 class EslConnection:
     """One inbound Event Socket client."""
 
+    WRITE_BATCH = 512   # events written at most in one send
+
     def __init__(self, server: "EslServer", sock: socket.socket) -> None:
         self.server = server
         self.switch = server.switch
@@ -81,6 +83,7 @@ class EslConnection:
     def _write_events(self) -> None:
         while not self.closed:
             self._has_events.wait()
+            gevent.sleep(0)   # the greenlets running now fire more: they go out in the same write
             self._api_idle.wait()
             if self.killed:
                 self._send(wire.disconnect_notice(wire.KILLED_LOST_EVENTS))
@@ -89,11 +92,18 @@ class EslConnection:
             if not self.queue:
                 self._has_events.clear()
                 continue
-            event = self.queue.popleft()
-            if not self._send(wire.event_frame(event.headers, event.body, self.format)):
+            # Everything queued goes out in one write: a send per event was a third of the
+            # simulator's CPU, and the bytes on the stream are the same.
+            frames = []
+            ending = False
+            while self.queue and len(frames) < self.WRITE_BATCH and not ending:
+                event = self.queue.popleft()
+                frames.append(wire.event_frame(event.headers, event.body, self.format))
+                ending = bool(self.session_uuid) and event.name == "CHANNEL_HANGUP_COMPLETE" \
+                    and event.unique_id == self.session_uuid
+            if not self._send(b"".join(frames)):
                 return
-            if self.session_uuid and event.name == "CHANNEL_HANGUP_COMPLETE" \
-                    and event.unique_id == self.session_uuid:
+            if ending:
                 self._send(wire.disconnect_notice(wire.GOODBYE, self.session_uuid, "disconnect"))
                 self._drop()
                 return
