@@ -161,7 +161,7 @@ class ChannelData(DeferredHeaders):
         self.codec = channel.codec if channel.media_up else None
         self.profile = channel.profile.copy()   # a transfer or a bridge changes it in place
         self.times = channel.times.copy()
-        self.variables = channel.variables.copy()
+        self.variables = channel.variables_snapshot()
         other = channel.other
         self.other_profile = channel.other_profile if other is not None else None
         if self.other_profile is not None:
@@ -222,6 +222,7 @@ class Channel:
                       "hangup": 0.0, "transfer": 0.0, "bridged": 0.0}
         profile.created = now
         self.variables: dict[str, str] = {}
+        self._snapshot: dict[str, str] | None = None   # a copy of variables shared by events
         self.running_state = "CS_NEW"
         self.state = "CS_NEW"
         self.callstate = "DOWN"
@@ -300,9 +301,17 @@ class Channel:
 
     def set_var(self, name: str, value: str | None) -> None:
         """Like switch_channel_set_variable: a re-set variable moves to the end; None unsets."""
+        self._snapshot = None
         self.variables.pop(name, None)
         if value is not None:
             self.variables[name] = value
+
+    def variables_snapshot(self) -> dict[str, str]:
+        """The variables as they are now, for an event to keep: one copy shared by the events
+        fired until a variable changes (a state change fires several in a row)."""
+        if self._snapshot is None:
+            self._snapshot = self.variables.copy()
+        return self._snapshot
 
     def detect(self, name: str, value: str) -> None:
         """What media analysis on the channel concludes (AMD's amd_result): the variable is set

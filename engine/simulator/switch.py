@@ -97,7 +97,7 @@ class Switch:
         self._session_ids = itertools.count(1)
         self.sessions_since_startup = 0
         self.peak_sessions = 0
-        self._heartbeat = clock.spawn_later(self.heartbeat_interval, self._beat)
+        self._heartbeat = clock.call_later(self.heartbeat_interval, self._beat)
 
     # ------------------------------------------------------------------ identity & events
     def new_uuid(self) -> str:
@@ -172,7 +172,7 @@ class Switch:
             self.fire(self._heartbeat_event())
         else:
             self.skip_event()
-        self._heartbeat = self.clock.spawn_later(self.heartbeat_interval, self._beat)
+        self._heartbeat = self.clock.call_later(self.heartbeat_interval, self._beat)
 
     def _heartbeat_event(self) -> SimEvent:
         event = self.new_event("HEARTBEAT")
@@ -721,9 +721,8 @@ class Switch:
             packets = int(since(end, t["progress_media"] or t["answered"]) * 50)
             cdr += [(name, str(packets * per_packet) if per_packet is not None else value)
                     for name, per_packet, value in _RTP_STATS]
-        for name, value in cdr:   # switch_channel_set_variable: a re-set variable moves to the end
-            variables.pop(name, None)
-            variables[name] = value
+        for name, value in cdr:
+            channel.set_var(name, value)
 
     # ------------------------------------------------------------------ api & lifecycle
     def api(self, line: str) -> str:
