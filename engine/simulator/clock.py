@@ -25,8 +25,27 @@ class Clock(Protocol):
         """Run fn(*args) in a new greenlet after `seconds`; kill() the result to cancel."""
 
     def call_later(self, seconds: float, fn: Callable[..., Any], *args: Any) -> Any:
-        """Like spawn_later for an fn that never blocks (a timeout setting a flag), which a clock
-        may run without a greenlet of its own; kill() the result to cancel."""
+        """Like spawn_later for an fn that never blocks (a timeout setting a flag, a hangup), which
+        a clock runs without a greenlet of its own; kill() the result to cancel."""
+
+
+class _LoopTimer:
+    """A call_later callback on gevent's loop (a libev timer, run by the hub: no greenlet of its
+    own); kill() as a Greenlet's, so callers cancel either alike."""
+
+    __slots__ = ("watcher", "fn", "args")
+
+    def __init__(self, seconds: float, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.fn, self.args = fn, args
+        self.watcher = get_hub().loop.timer(max(0.0, seconds))
+        self.watcher.start(self._fire)
+
+    def _fire(self) -> None:
+        self.watcher.close()
+        self.fn(*self.args)
+
+    def kill(self, block: bool = False) -> None:
+        self.watcher.close()
 
 
 class RealClock:
@@ -39,7 +58,8 @@ class RealClock:
     def spawn_later(self, seconds: float, fn: Callable[..., Any], *args: Any) -> gevent.Greenlet:
         return gevent.spawn_later(max(0.0, seconds), fn, *args)
 
-    call_later = spawn_later
+    def call_later(self, seconds: float, fn: Callable[..., Any], *args: Any) -> _LoopTimer:
+        return _LoopTimer(seconds, fn, args)
 
 
 class _Call:

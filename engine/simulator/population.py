@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol
 
 import gevent
 
@@ -34,7 +34,14 @@ INTERNODE_GATEWAY = "callrouter-{node}"
 MACHINE_SILENCE_TIMEOUT = 10.0
 
 
-def _cancel(timer: gevent.Greenlet | None) -> None:
+class Timer(Protocol):
+    """What Clock.call_later returns (the callbacks here never block: they hang a leg up or
+    land a detection), or a greenlet."""
+
+    def kill(self, block: bool = False) -> None: ...
+
+
+def _cancel(timer: Timer | None) -> None:
     if timer is not None:
         timer.kill(block=False)
 
@@ -122,13 +129,13 @@ class _Party:
         self.record: CallRecord | None = None
         self.leg: Leg | None = None
         self.gone = False
-        self._talk: gevent.Greenlet | None = None
+        self._talk: Timer | None = None
         self._agent_hung_up = False
 
     # Called by the Agent it is bridged to: the agent decides how long the conversation lasts.
     def hang_up_after(self, seconds: float) -> None:
         _cancel(self._talk)
-        self._talk = self.clock.spawn_later(seconds, self._hang_up)
+        self._talk = self.clock.call_later(seconds, self._hang_up)
 
     def agent_hanging_up(self) -> None:
         self._agent_hung_up = True
@@ -175,7 +182,7 @@ class Caller(_Party):
         self.call = call
         self.name = f"caller:{call.number}"
         self._prompts = 0
-        self._patience: gevent.Greenlet | None = None
+        self._patience: Timer | None = None
 
     def arrived(self, leg: Leg, arrived_at: float) -> None:
         """The switch created the channel for this call: start the record and the patience."""
@@ -187,7 +194,7 @@ class Caller(_Party):
 
     def _wait_patiently(self) -> None:
         _cancel(self._patience)
-        self._patience = self.clock.spawn_later(self.call.kind.patience.draw(self.rng), self._hang_up)
+        self._patience = self.clock.call_later(self.call.kind.patience.draw(self.rng), self._hang_up)
 
     def on_offer(self, leg: Leg) -> None:  # a caller's phone is not called by the switch
         leg.hangup("USER_BUSY")
@@ -236,7 +243,7 @@ class Destination(_Party):
         self.spec = spec
         self.name = f"dest:{number}"
         self.outcome: str = _weighted_choice(rng, spec.outcomes)
-        self._hangup_timer: gevent.Greenlet | None = None
+        self._hangup_timer: Timer | None = None
 
     def on_offer(self, leg: Leg) -> None:
         self.leg = leg
@@ -259,12 +266,12 @@ class Destination(_Party):
         if self.outcome == "machine":
             greeting = self.spec.machine_greeting.draw(self.rng)
             self._announce(leg, "MACHINE", greeting)
-            self._hangup_timer = self.clock.spawn_later(greeting + MACHINE_SILENCE_TIMEOUT, self._hang_up)
+            self._hangup_timer = self.clock.call_later(greeting + MACHINE_SILENCE_TIMEOUT, self._hang_up)
         else:
             greeting = self.spec.greeting.draw(self.rng)
             self._announce(leg, "HUMAN", greeting)
             # "Hello? ... Hello?": hangs up if nobody is put through in time.
-            self._hangup_timer = self.clock.spawn_later(greeting + self.spec.patience.draw(self.rng),
+            self._hangup_timer = self.clock.call_later(greeting + self.spec.patience.draw(self.rng),
                                                         self._hang_up)
 
     def _announce(self, leg: Leg, result: str, greeting: float) -> None:
@@ -272,7 +279,7 @@ class Destination(_Party):
         put on the leg then, where the switch lets a far end's media analysis land (Channel.detect)."""
         detect = getattr(leg, "detect", None)
         if detect is not None:
-            self.clock.spawn_later(greeting, self._conclude_amd, detect, result)
+            self.clock.call_later(greeting, self._conclude_amd, detect, result)
 
     def _conclude_amd(self, detect: Callable[[str, str], None], result: str) -> None:
         if not self.gone:
@@ -306,7 +313,7 @@ class Agent:
         self.clock = clock
         self.rng = rng
         self._legs: dict[str, Leg] = {}
-        self._timers: dict[str, gevent.Greenlet] = {}
+        self._timers: dict[str, Timer] = {}
 
     def on_offer(self, leg: Leg) -> None:
         if self._legs:
@@ -333,7 +340,7 @@ class Agent:
             other.hang_up_after(handling)
             return
         _cancel(self._timers.pop(leg.uuid, None))
-        self._timers[leg.uuid] = self.clock.spawn_later(handling, self._end, leg, other)
+        self._timers[leg.uuid] = self.clock.call_later(handling, self._end, leg, other)
 
     def _end(self, leg: Leg, other: Endpoint | None) -> None:
         if leg.uuid not in self._legs:
