@@ -65,7 +65,10 @@ class Leg:
         self.destination_number = event.get("Caller-Destination-Number") or self.destination_number
         for header, value in event.matching(_ENGINE_PREFIX).items():
             var = header.removeprefix("variable_")
-            if var in _ENGINE_VARS or var.startswith(DATA_PREFIX):
+            name = _ENGINE_VARS.get(var)
+            if name is not None:
+                self.variables[name] = value
+            elif var.startswith(DATA_PREFIX):
                 self.variables[var] = value
 
     def take_digits(self) -> str:
