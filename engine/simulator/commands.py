@@ -5,6 +5,7 @@ with FreeSWITCH 1.10's exact output texts (reference/esl-commands.txt, esl-sessi
 """
 from __future__ import annotations
 
+import functools
 import json
 from typing import TYPE_CHECKING, Callable
 
@@ -148,38 +149,42 @@ def _uuid_and_rest(args: str) -> tuple[str, str]:
     return uuid, rest.strip()
 
 
-def cmd_uuid_answer(switch: "Switch", args: str) -> str:
-    channel = _channel(switch, args.strip())
-    if channel is None:
-        return "-ERROR\n"
+def _on_channel(missing: str, *, whole: bool = False) -> Callable[[Callable[["Switch", Channel, str], str]],
+                                                                 Callable[["Switch", str], str]]:
+    """A uuid_* command on the channel its first argument names (the whole argument when
+    `whole`, as mod_commands locates some), called with the rest; `missing` is the reply,
+    which differs from command to command, when no such channel is up."""
+    def command(run: Callable[["Switch", Channel, str], str]) -> Callable[["Switch", str], str]:
+        @functools.wraps(run)
+        def located(switch: "Switch", args: str) -> str:
+            uuid, rest = (args.strip(), "") if whole else _uuid_and_rest(args)
+            channel = _channel(switch, uuid)
+            return missing if channel is None else run(switch, channel, rest)
+        return located
+    return command
+
+
+@_on_channel("-ERROR\n", whole=True)
+def cmd_uuid_answer(switch: "Switch", channel: Channel, rest: str) -> str:
     channel.mark_answered()
     return "+OK\n"
 
 
-def cmd_uuid_kill(switch: "Switch", args: str) -> str:
-    uuid, cause = _uuid_and_rest(args)
-    channel = _channel(switch, uuid)
-    if channel is None:
-        return NO_SUCH_CHANNEL
+@_on_channel(NO_SUCH_CHANNEL)
+def cmd_uuid_kill(switch: "Switch", channel: Channel, cause: str) -> str:
     channel.perform_hangup(cause if cause in HANGUP_CAUSES else "NORMAL_CLEARING")
     return "+OK\n"
 
 
-def cmd_uuid_setvar(switch: "Switch", args: str) -> str:
-    uuid, rest = _uuid_and_rest(args)
-    channel = _channel(switch, uuid)
-    if channel is None:
-        return NO_SUCH_CHANNEL
+@_on_channel(NO_SUCH_CHANNEL)
+def cmd_uuid_setvar(switch: "Switch", channel: Channel, rest: str) -> str:
     name, value = (separate_string(rest, " ", 2) + [""])[:2]
     channel.set_var(name, value or None)
     return "+OK\n"
 
 
-def cmd_uuid_setvar_multi(switch: "Switch", args: str) -> str:
-    uuid, rest = _uuid_and_rest(args)
-    channel = _channel(switch, uuid)
-    if channel is None:
-        return NO_SUCH_CHANNEL
+@_on_channel(NO_SUCH_CHANNEL)
+def cmd_uuid_setvar_multi(switch: "Switch", channel: Channel, rest: str) -> str:
     for pair in separate_string(rest, ";", 64):
         name, _, value = pair.partition("=")
         if name:
@@ -187,11 +192,8 @@ def cmd_uuid_setvar_multi(switch: "Switch", args: str) -> str:
     return "+OK\n"
 
 
-def cmd_uuid_getvar(switch: "Switch", args: str) -> str:
-    uuid, name = _uuid_and_rest(args)
-    channel = _channel(switch, uuid)
-    if channel is None:
-        return NO_SUCH_CHANNEL
+@_on_channel(NO_SUCH_CHANNEL)
+def cmd_uuid_getvar(switch: "Switch", channel: Channel, name: str) -> str:
     return channel.variables.get(name, "_undef_")
 
 
@@ -199,11 +201,8 @@ def cmd_uuid_exists(switch: "Switch", args: str) -> str:
     return "true" if _channel(switch, args.strip()) is not None else "false"
 
 
-def cmd_uuid_broadcast(switch: "Switch", args: str) -> str:
-    uuid, rest = _uuid_and_rest(args)
-    channel = _channel(switch, uuid)
-    if channel is None:
-        return "-ERR invalid uuid\n"
+@_on_channel("-ERR invalid uuid\n")
+def cmd_uuid_broadcast(switch: "Switch", channel: Channel, rest: str) -> str:
     words = separate_string(rest, " ", 3)
     path = words[0] if words else ""
     leg = words[1] if len(words) > 1 else "aleg"
@@ -215,11 +214,8 @@ def cmd_uuid_broadcast(switch: "Switch", args: str) -> str:
     return "+OK Message sent\n"
 
 
-def cmd_uuid_break(switch: "Switch", args: str) -> str:
-    uuid, rest = _uuid_and_rest(args)
-    channel = _channel(switch, uuid)
-    if channel is None:
-        return NO_SUCH_CHANNEL
+@_on_channel(NO_SUCH_CHANNEL)
+def cmd_uuid_break(switch: "Switch", channel: Channel, rest: str) -> str:
     if rest == "all":
         channel.messages.clear()
     channel.break_requested = True
@@ -227,37 +223,27 @@ def cmd_uuid_break(switch: "Switch", args: str) -> str:
     return "+OK\n"
 
 
-def cmd_uuid_send_dtmf(switch: "Switch", args: str) -> str:
-    uuid, digits = _uuid_and_rest(args)
-    if _channel(switch, uuid) is None:
-        return "-ERR Cannot locate session!\n"
-    return f"+OK {uuid} sent DTMF {digits}.\n"
+@_on_channel("-ERR Cannot locate session!\n")
+def cmd_uuid_send_dtmf(switch: "Switch", channel: Channel, digits: str) -> str:
+    return f"+OK {channel.uuid} sent DTMF {digits}.\n"
 
 
-def cmd_uuid_recv_dtmf(switch: "Switch", args: str) -> str:
-    uuid, digits = _uuid_and_rest(args)
-    channel = _channel(switch, uuid)
-    if channel is None:
-        return "-ERR Cannot locate session!\n"
+@_on_channel("-ERR Cannot locate session!\n")
+def cmd_uuid_recv_dtmf(switch: "Switch", channel: Channel, digits: str) -> str:
     for digit in digits.split("@")[0]:
         channel.receive_dtmf(digit, 2000, "APP")
-    return f"+OK {uuid} received DTMF {digits}.\n"
+    return f"+OK {channel.uuid} received DTMF {digits}.\n"
 
 
-def cmd_uuid_park(switch: "Switch", args: str) -> str:
-    channel = _channel(switch, args.strip())
-    if channel is None:
-        return NO_SUCH_CHANNEL
+@_on_channel(NO_SUCH_CHANNEL, whole=True)
+def cmd_uuid_park(switch: "Switch", channel: Channel, rest: str) -> str:
     channel.interrupt()
     channel.next_work = lambda: switch.park_state(channel)
     return "+OK\n"
 
 
-def cmd_uuid_transfer(switch: "Switch", args: str) -> str:
-    uuid, rest = _uuid_and_rest(args)
-    channel = _channel(switch, uuid)
-    if channel is None:
-        return NO_SUCH_CHANNEL
+@_on_channel(NO_SUCH_CHANNEL)
+def cmd_uuid_transfer(switch: "Switch", channel: Channel, rest: str) -> str:
     words = rest.split()
     which = "aleg"
     if words and words[0] in ("-bleg", "-both"):
