@@ -285,3 +285,20 @@ def test_api_arguments_arrive_as_freeswitch_parses_them(switch):
     assert channel.variables["who"] == value
     switch.api(f"uuid_setvar_multi {channel.uuid} a=one\\stwo;b=three")
     assert (channel.variables["a"], channel.variables["b"]) == ("one two", "three")
+
+
+def test_events_keep_the_variables_as_they_were_when_fired(switch):
+    """Events are built when first read, after the channel has moved on: each must still show
+    the variables of its own moment (events fired between two changes share one copy)."""
+    rec = Recorder(switch)
+    channel = _parked(switch)
+    switch.api(f"uuid_setvar {channel.uuid} note first")
+    switch.api(f"uuid_hold {channel.uuid}")
+    switch.api(f"uuid_setvar_multi {channel.uuid} note=second;extra=1")
+    switch.api(f"uuid_hold off {channel.uuid}")
+    switch.api(f"uuid_setvar {channel.uuid} note")
+    events = rec.of(channel.uuid, "CHANNEL_HOLD", "CHANNEL_UNHOLD", "CHANNEL_CALLSTATE")
+    held = events[[e.name for e in events].index("CHANNEL_HOLD"):]
+    seen = [(e.name, e.get("variable_note"), e.get("variable_extra")) for e in held]
+    assert seen == [("CHANNEL_HOLD", "first", None), ("CHANNEL_CALLSTATE", "first", None),
+                    ("CHANNEL_UNHOLD", "second", "1"), ("CHANNEL_CALLSTATE", "second", "1")]
