@@ -62,7 +62,10 @@ BARE_FLOW = {
 }
 
 
-def scenario(rate: float, agents: int, talk: float) -> dict:
+def scenario(rate: float, agents: int, talk: float, talk_sd: float = 0.0) -> dict:
+    """`talk_sd` > 0: talk times vary (lognormal), as a centre's do; with one fixed talk time the calls
+    bridged in the engine's first seconds all end together, every `talk` seconds, for the whole run."""
+    talk = {"lognormal": {"mean": talk, "sd": talk_sd}} if talk_sd > 0 else talk
     return {
         "seed": 11, "nodes": [{"name": "sim1", "port": 0}],
         "park_variables": {"callrouter_entry": "bench", "park_timeout": "120", "hangup_after_bridge": "true"},
@@ -159,10 +162,10 @@ def peak_concurrency(calls: list[dict], since: float, until: float) -> int:
     return peak
 
 
-def measure(flow: dict, rate: float, agents: int, talk: float, warmup: float, window: float,
+def measure(flow: dict, rate: float, agents: int, talk: float, talk_sd: float, warmup: float, window: float,
             workdir: Path, data_dir: Path) -> dict:
     workdir.mkdir(parents=True)
-    spec = scenario(rate, agents, talk)
+    spec = scenario(rate, agents, talk, talk_sd)
     sim, port = start_simulator(workdir, spec, warmup + window)
     agent_ids = [str(2000 + i) for i in range(agents)]
     engine = start_engine(workdir, data_dir, port, flow, agent_ids)
@@ -198,15 +201,19 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="calls offered per second")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured window")
     parser.add_argument("--agents", type=int, default=200)
-    parser.add_argument("--talk", type=float, default=10.0, help="seconds an agent talks")
+    parser.add_argument("--talk", type=float, default=10.0, help="seconds an agent talks, on average")
+    parser.add_argument("--talk-sd", type=float, default=None,
+                        help="spread of the talk times (lognormal; default half the mean; 0: all the same)")
     args = parser.parse_args()
     rate, agents, talk, warmup, window = ((5.0, 4, 1.0, 0.5, 2.0) if args.smoke else
                                           (args.rate, args.agents, args.talk, 5.0, args.seconds))
+    talk_sd = talk / 2 if args.talk_sd is None else args.talk_sd
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"   # one embedded PostgreSQL for both runs
-        full = measure(QUEUE_FLOW, rate, agents, talk, warmup, window, Path(tmp) / "queue", data_dir)
-        bare = measure(BARE_FLOW, rate, agents, talk, warmup, window, Path(tmp) / "bare", data_dir)
-    params = {"offered_per_second": rate, "agents": agents, "talk_seconds": talk, "window_seconds": window,
+        full = measure(QUEUE_FLOW, rate, agents, talk, talk_sd, warmup, window, Path(tmp) / "queue", data_dir)
+        bare = measure(BARE_FLOW, rate, agents, talk, talk_sd, warmup, window, Path(tmp) / "bare", data_dir)
+    params = {"offered_per_second": rate, "agents": agents, "talk_seconds": talk, "talk_sd_seconds": talk_sd,
+              "window_seconds": window,
               "calls": full["calls"], "baseline_calls": bare["calls"], "smoke": args.smoke}
     for figure, unit in (("calls_per_second", "calls/s"), ("concurrent_calls", "calls"),
                          ("engine_cpu_ms_per_call", "ms"), ("simulator_cpu_ms_per_call", "ms")):
