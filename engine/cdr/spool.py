@@ -2,8 +2,9 @@
 numbered segment files (`0000000000000042.spool`) that are replayed oldest first and deleted only
 once their rows are committed.
 
-Plain blocking file I/O on purpose: appends are small buffered writes, and the fsync is called
-by the writer's greenlet at its own pace (`sync`), never by the code that submits records. A
+Plain blocking file I/O on purpose: an append is one unbuffered write of a whole batch (so a
+failed one can be cut back whole), and the fsync is called by the writer's greenlet at its own
+pace (`sync`), never by the code that submits records. A
 segment is never appended to after a restart (its last line may be torn by the crash); a torn
 last line is skipped on replay, any other unreadable line is logged and counted.
 """
@@ -52,23 +53,43 @@ class Spool:
 
     # --- writing ------------------------------------------------------------------------------
     def append(self, batch: list[Any]) -> None:
-        """Append records to the open segment (buffered; durable after the next `sync`)."""
+        """Append records to the open segment, all or none (durable after the next `sync`).
+
+        On a write error (a full disk) the segment is cut back to where it was, so no torn line is
+        left between records, and the error raised: the caller still holds the batch.
+        """
         if not batch:
             return
-        data = "".join(records.to_json(r) + "\n" for r in batch).encode("utf-8")
+        data = memoryview("".join(records.to_json(r) + "\n" for r in batch).encode("utf-8"))
         if self._open is None:
             self._start_segment()
         assert self._open is not None and self._open_path is not None
-        self._open.write(data)
+        size = self._sizes[self._open_path]
+        try:
+            written = 0
+            while written < len(data):  # one write per batch; a short one when the disk fills up
+                written += self._open.write(data[written:])
+        except OSError:
+            self._cut_back(size)
+            raise
         self._sizes[self._open_path] += len(data)
         self._dirty = True
         if self._sizes[self._open_path] >= self.segment_bytes:
             self.roll()
 
+    def _cut_back(self, size: int) -> None:
+        assert self._open is not None
+        try:
+            self._open.truncate(size)  # gives space back, so it works on a full disk
+        except OSError:
+            # Left with a torn tail, the segment is closed: replay skips a torn last line, and
+            # the records go on in a new segment.
+            self._open.close()
+            self._open = self._open_path = None
+
     def sync(self) -> None:
-        """Make what was appended durable (flush + fsync of the open segment)."""
+        """Make what was appended durable (fsync of the open segment)."""
         if self._open is not None and self._dirty:
-            self._open.flush()
             os.fsync(self._open.fileno())
             self._dirty = False
 
@@ -85,7 +106,7 @@ class Spool:
     def _start_segment(self) -> None:
         path = self.directory / f"{self._next:016d}.spool"
         self._next += 1
-        self._open = open(path, "ab")
+        self._open = open(path, "ab", buffering=0)
         self._open_path = path
         self._sizes[path] = 0
         self._sync_directory()  # the new file's name must survive a crash as well as its bytes

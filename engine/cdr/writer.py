@@ -11,6 +11,10 @@ wait, and without losing them when PostgreSQL is away.
   anything, new records are appended behind it, so records reach the database in submit order
   (except records that overflowed a full queue, which go ahead of those still queued); the
   oldest segment is replayed first and deleted only after all its rows are committed.
+- When the spool's own disk is full too (the embedded PostgreSQL and the spool share data_dir),
+  the records wait in memory, in order, for whichever takes them first: the spool is tried again
+  every `retry_max`, the database as above. Memory is then the only bound (the queue grows past
+  `queue_size`): nothing is dropped while the process lives.
 - A record the database rejects as data (a constraint or type error, never a connectivity
   problem) is isolated from its batch and written to `rejected.jsonl` beside the spool, so one bad
   record can neither block the others nor be lost silently.
@@ -19,8 +23,9 @@ wait, and without losing them when PostgreSQL is away.
 
 What a crash (kill -9, power loss) can lose: the records submitted but not yet committed nor
 fsync'd — in normal operation those of the last `flush_interval` plus the batch being written;
-while spooling, those appended in the last `fsync_interval`. Everything committed or fsync'd
-survives, and the replay after a restart writes it exactly once.
+while spooling, those appended in the last `fsync_interval`; while the spool's disk is full, all
+those waiting in memory (as does a stop then). Everything committed or fsync'd survives, and the
+replay after a restart writes it exactly once.
 """
 from __future__ import annotations
 
@@ -73,6 +78,7 @@ class WriterStats:
     records_replayed: int
     records_rejected: int
     write_errors: int
+    spool_errors: int  # appends the spool's disk refused (the records stayed in memory)
     database_up: bool
 
 
@@ -104,17 +110,16 @@ class RecordWriter:
         self._inflight: list[Any] = []  # a batch taken from memory whose commit is not confirmed
         self._retry_at = 0.0
         self._backoff = settings.retry_initial
+        self._spool_retry_at = 0.0  # while the spool's disk refuses appends, records wait in memory
         self._next_sync = 0.0
         self._next_prune = 0.0
         self._counts = dict.fromkeys(("rows_written", "rows_duplicate", "records_spooled", "records_replayed",
-                                      "records_rejected", "write_errors"), 0)
+                                      "records_rejected", "write_errors", "spool_errors"), 0)
 
     # --- the interface for call handling ----------------------------------------------------------
     def submit(self, record: Any) -> None:
         """Hand over one record (CdrRecord, QueueEvent). Never waits on the database."""
-        if self._stopping or len(self._queue) >= self.settings.queue_size:
-            self.spool.append([record])
-            self._counts["records_spooled"] += 1
+        if (self._stopping or len(self._queue) >= self.settings.queue_size) and self._to_spool([record]):
             return
         self._queue.append(record)
         if len(self._queue) >= self.settings.batch_size:
@@ -143,8 +148,11 @@ class RecordWriter:
             self._greenlet.kill()  # stuck on the database: what it held goes to the spool below
         leftover = self._inflight + self._take(len(self._queue))
         self._inflight = []
-        self._to_spool(leftover)
-        self.spool.close()
+        self._spool_retry_at = 0.0  # the last chance to keep them
+        if not self._to_spool(leftover):
+            log.error("%d CDR and queue-log records lost at stop: neither PostgreSQL nor the spool took them",
+                      len(self._queue))
+        self._sync_spool(close=True)
         self._disconnect()
 
     # --- the writer greenlet -------------------------------------------------------------------------
@@ -157,15 +165,19 @@ class RecordWriter:
         self._drain()
 
     def _next_wake(self) -> float:
-        if self._queue and len(self._queue) >= self.settings.batch_size:
+        # At once only when there is work that can be done now: never spin on a full batch that
+        # neither the database nor the spool will take yet.
+        full = len(self._queue) >= self.settings.batch_size
+        if self._database_due() and (full or self.spool):
             return 0
-        if self.spool and self._database_due():
+        if full and self._spool_due():
             return 0
         return self.settings.flush_interval
 
     def _step(self) -> None:
         if self.spool or not self._database_due():
-            self._to_spool(self._take(len(self._queue)))  # keep submit order: memory goes behind the spool
+            if self._spool_due():
+                self._to_spool(self._take(len(self._queue)))  # keep submit order: memory goes behind the spool
             if self._database_due():
                 self._replay_oldest()
         elif self._queue:
@@ -175,12 +187,11 @@ class RecordWriter:
         while self._queue and not self.spool and self._database_due():
             self._write_from_memory(self._take(self.settings.batch_size))
         self._to_spool(self._take(len(self._queue)))
-        self.spool.sync()
 
     def _housekeeping(self) -> None:
         now = self.clock()
         if now >= self._next_sync:
-            self.spool.sync()
+            self._sync_spool()
             self._next_sync = now + self.settings.fsync_interval
         if self.settings.retention_days and now >= self._next_prune and self._database_due():
             try:
@@ -192,10 +203,38 @@ class RecordWriter:
     def _take(self, count: int) -> list[Any]:
         return [self._queue.popleft() for _ in range(min(count, len(self._queue)))]
 
-    def _to_spool(self, batch: list[Any]) -> None:
-        if batch:
-            self.spool.append(batch)
-            self._counts["records_spooled"] += len(batch)
+    def _to_spool(self, batch: list[Any]) -> bool:
+        """Append to the spool; if its disk refuses, put the batch back at the head of the queue
+        (whence it was taken, or ahead of it for a record that overflowed) and say so."""
+        if not batch:
+            return True
+        if self._spool_due():
+            try:
+                self.spool.append(batch)
+            except OSError as exc:
+                self._counts["spool_errors"] += 1
+                self._spool_retry_at = self.clock() + self.settings.retry_max
+                log.error("the CDR spool could not take %d records (%s); they wait in memory (%d in all), "
+                          "spool retry in %.0f s", len(batch), exc, len(batch) + len(self._queue),
+                          self.settings.retry_max)
+            else:
+                self._counts["records_spooled"] += len(batch)
+                return True
+        self._queue.extendleft(reversed(batch))
+        return False
+
+    def _spool_due(self) -> bool:
+        return self.clock() >= self._spool_retry_at
+
+    def _sync_spool(self, close: bool = False) -> None:
+        try:
+            if close:
+                self.spool.close()
+            else:
+                self.spool.sync()
+        except OSError as exc:
+            log.error("the CDR spool could not be synced to disk (%s): records appended since the last sync "
+                      "survive a stop but maybe not a crash", exc)
 
     def _write_from_memory(self, batch: list[Any]) -> None:
         self._inflight = batch  # if this greenlet is killed mid-write, stop() spools it

@@ -27,6 +27,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from engine.cdr.spool import Spool
+from tests.cdr.factories import cdr
 from tests.postgres import OwnServer
 from tests.reliability.harness import carry_calls_through
 from tests.waiting import wait_until
@@ -90,6 +92,7 @@ class Layout:
     pg: OwnServer | None = None
     volume: Volume
     dsn: str
+    data_dir: Path | None = None  # the engine's, when it lives on the volume too
 
     def setup(self) -> None:
         raise NotImplementedError
@@ -162,7 +165,32 @@ class WalDiskFull(Layout):
         assert "shutting down due to startup process failure" in log, "its recovery failed on the full disk too"
 
 
-@pytest.fixture(params=[DataDiskFull, WalDiskFull], ids=["data", "wal"])
+class SharedDiskFull(Layout):
+    """The default deployment's layout: the embedded PostgreSQL's data directory and the engine's
+    own (its CDR spool with it) on one 96 MiB volume. PostgreSQL fails as in DataDiskFull, and
+    the spool cannot take the records either."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.volume = Volume(tmp_path / "volume", 96)
+
+    def setup(self) -> None:
+        self.volume.mount()
+        self.pg = OwnServer(self.volume.path / "pg")
+        self.dsn = self.pg.dsn
+        self.data_dir = self.volume.path / "engine"
+
+    def begin(self) -> None:
+        self.volume.fill()
+
+    def end(self) -> None:
+        self.volume.free()
+
+    def assert_met(self, engine_output: str) -> None:
+        assert "could not extend file" in self.server_log(), "PostgreSQL ran out of space for the tables"
+        assert "the CDR spool could not take" in engine_output, "the engine's spool met the full disk"
+
+
+@pytest.fixture(params=[DataDiskFull, WalDiskFull, SharedDiskFull], ids=["data", "wal", "shared"])
 def full_disk(request, tmp_path):
     layout = request.param(tmp_path)
     try:
@@ -173,5 +201,30 @@ def full_disk(request, tmp_path):
 
 
 def test_calls_flow_while_postgres_runs_out_of_disk_and_every_record_lands_exactly_once(tmp_path, full_disk):
-    engine = carry_calls_through(tmp_path, full_disk.dsn, full_disk)
+    engine = carry_calls_through(tmp_path, full_disk.dsn, full_disk, data_dir=full_disk.data_dir)
     full_disk.assert_met(engine.output())
+
+
+def test_an_append_the_full_disk_cuts_short_leaves_the_spool_as_it_was(tmp_path):
+    """The disk fills halfway through a batch: the part written is cut back, so no torn line is
+    left for the next append to be glued to, and the batch, appended again once there is room,
+    reads back whole after the records before it."""
+    volume = Volume(tmp_path / "volume", 1)
+    volume.mount()
+    try:
+        spool = Spool(volume.path / "spool")
+        before = [cdr(n) for n in range(3)]
+        spool.append(before)
+        volume.fill()  # the last page of the segment keeps its room: the next write is a short one
+        refused = [cdr(n) for n in range(3, 1000)]
+        with pytest.raises(OSError) as refusal:
+            spool.append(refused)
+        assert refusal.value.errno == errno.ENOSPC
+        volume.free()
+        spool.append(refused)
+        segment = spool.oldest()
+        assert segment is not None and spool.segments == 1
+        assert [r.uuid for r in spool.read(segment)] == [r.uuid for r in before + refused]
+        assert spool.unreadable_lines == 0
+    finally:
+        volume.unmount()
