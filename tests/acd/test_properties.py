@@ -12,14 +12,17 @@ and its own reading of the rules (not the Router's):
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.acd.estimator import HandleTimes
 from engine.acd.model import Agent, AgentStatus, Member, MemberState, Queue, RelaxStep, Strategy, Tier, TierRules
 from engine.acd.routing import Router
+from engine.acd.strategies import entry_key
 
 pytestmark = pytest.mark.timeout(120)
 SKILLS = ("en", "fr", "billing")
@@ -197,3 +200,121 @@ def test_no_queue_sharing_agents_starves(priorities, agents, limit, order):
         for head, since in head_since.items():
             assert offers_made - since <= limit + len(queues), f"{head} starves"
         now += order.choice([0.0, 1.0, 5.0])
+
+
+def waiting_order(router: Router, joined: dict[str, Member], order: dict[str, int], queue: str) -> list[str]:
+    """Our reading of a queue's line: its waiting calls by priority, then join time, then the order
+    they were put in."""
+    mine = [u for u, m in joined.items() if m.queue == queue and m.state is MemberState.WAITING]
+    return sorted(mine, key=lambda u: (-joined[u].priority, joined[u].joined_at, order[u]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(centre=centres(), data=st.data())
+def test_indexes_follow_reconfiguration_and_leave_no_match_behind(centre, data):
+    """Agents' skills and capacity, tiers and queues' strategies change while calls wait and
+    agents talk. After every decision: each queue's free agents are exactly its tiered agents that
+    can take a call, in its strategy's order; its line is its waiting calls in order; and no waiting call could take one of
+    its queue's free agents (the Router offered every match there was, so no agent or skill the
+    indexes lost track of leaves a call waiting)."""
+    queues, agents, tier_list = centre
+    router = Router(queues, agents, tier_list, seed=data.draw(st.integers(0, 2**32 - 1)))
+    queue_by_name = {q.name: q for q in queues}
+    tiers = {(t.agent, t.queue): t for t in tier_list}
+    joined: dict[str, Member] = {}
+    order: dict[str, int] = {}
+    ringing: dict[str, set[str]] = defaultdict(set)   # call -> agents ringing
+    connected: set[str] = set()
+    now = 0.0
+    for step in range(data.draw(st.integers(5, 50))):
+        now += data.draw(st.sampled_from([0.0, 0.5, 3.0, 11.0, 40.0]))
+        action = data.draw(st.sampled_from(["join", "join", "status", "answer", "miss", "end", "leave",
+                                            "skills", "skills", "tier", "untier", "strategy"]))
+        agent_id = data.draw(st.sampled_from(agents)).id
+        queue = data.draw(st.sampled_from(queues))
+        if action == "join":
+            uuid = f"c{step}"
+            member = Member(uuid, queue.name, joined_at=now - data.draw(st.sampled_from([0.0, 50.0])),
+                            priority=data.draw(st.sampled_from([None, 0, 2])),
+                            skills=data.draw(st.dictionaries(st.sampled_from(SKILLS), st.integers(1, 10), max_size=2)))
+            joined[uuid], order[uuid] = member, step
+            router.member_joined(member, now)
+        elif action == "status":
+            router.set_status(agent_id, data.draw(st.sampled_from(list(AgentStatus))), now)
+        elif action in ("answer", "miss") and ringing:
+            uuid = data.draw(st.sampled_from(sorted(ringing)))
+            agent = data.draw(st.sampled_from(sorted(ringing[uuid])))
+            if action == "answer":
+                router.offer_answered(uuid, agent, now)
+                del ringing[uuid]
+                connected.add(uuid)
+            else:
+                router.offer_failed(uuid, agent, "NO_ANSWER", now)
+                ringing[uuid].discard(agent)
+                if not ringing[uuid]:
+                    del ringing[uuid]
+        elif action == "end" and connected:
+            uuid = data.draw(st.sampled_from(sorted(connected)))
+            router.call_ended(uuid, now)
+            connected.discard(uuid)
+            del joined[uuid]
+        elif action == "leave" and joined:
+            uuid = data.draw(st.sampled_from(sorted(joined)))
+            router.member_left(uuid, now)
+            ringing.pop(uuid, None)
+            connected.discard(uuid)
+            del joined[uuid]
+        elif action == "skills":
+            old = router.agents[agent_id]
+            router.add_agent(Agent(agent_id, skills=data.draw(st.dictionaries(st.sampled_from(SKILLS), st.integers(1, 10))),
+                                   max_calls=data.draw(st.integers(1, 3)), wrap_up_time=old.wrap_up_time,
+                                   no_answer_delay_time=old.no_answer_delay_time, max_no_answer=old.max_no_answer))
+        elif action == "tier":
+            tier = Tier(agent_id, queue.name, level=data.draw(st.integers(1, 3)), position=data.draw(st.integers(1, 5)))
+            tiers[(agent_id, queue.name)] = tier
+            router.set_tier(tier)
+        elif action == "untier":
+            tiers.pop((agent_id, queue.name), None)
+            router.remove_tier(agent_id, queue.name)
+        elif action == "strategy":
+            queue = dataclasses.replace(queue, strategy=data.draw(st.sampled_from(list(Strategy))))
+            queue_by_name[queue.name] = queue
+            queues = [queue if q.name == queue.name else q for q in queues]
+            router.add_queue(queue)
+
+        for offer in router.assignments(now):
+            member = joined[offer.call_uuid]
+            assert may_take(router, queue_by_name, tiers, offer.agent, member, now), offer
+            ringing[offer.call_uuid].add(offer.agent)
+        for name, queue in queue_by_name.items():
+            free = router.available(name)
+            # kept incrementally, the free list is what a from-scratch sort of the agents free now gives
+            entry = entry_key(queue)
+            assert free == [e[-1] for e in sorted(entry(router.agents[a], t.level, t.position)
+                                                  for (a, q), t in tiers.items()
+                                                  if q == name and router.agents[a].can_take_call(now))]
+            line = waiting_order(router, joined, order, name)
+            assert [m.uuid for m in router.waiting(name)] == line
+            for uuid in line:
+                for agent in free:
+                    assert not may_take(router, queue_by_name, tiers, agent, joined[uuid], now), \
+                        f"{uuid} waits in {name} while {agent} is free for it"
+
+
+@settings(max_examples=200, deadline=None)
+@given(keep=st.integers(1, 6), horizon=st.sampled_from([10.0, 100.0]),
+       steps=st.lists(st.tuples(st.sampled_from([0.0, 1.0, 7.0, 60.0]), st.booleans(), st.floats(0, 600)),
+                      max_size=60))
+def test_handle_times_are_the_mean_of_the_last_calls_within_the_horizon(keep, horizon, steps):
+    times = HandleTimes(keep=keep, horizon=horizon)
+    seen: list[tuple[float, float]] = []
+    now = 0.0
+    for advance, add, seconds in steps:
+        now += advance
+        if add:
+            times.add(now, seconds)
+            seen.append((now, seconds))
+        else:
+            recent = [s for ended, s in seen[-keep:] if ended >= now - horizon]
+            mean = times.mean(now)
+            assert (mean is None) if not recent else mean == pytest.approx(sum(recent) / len(recent))
