@@ -6,6 +6,7 @@ replayed once the database is back: one CDR per leg the switch carried, none los
 PostgreSQL out of disk space: test_disk_full.py."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -43,12 +44,16 @@ class Stall:
 
     def begin(self) -> None:
         self.stopped = server_processes(Path(self.pg.server.pgdata))
-        for pid in self.stopped:
-            os.kill(pid, signal.SIGSTOP)
+        self._signal(signal.SIGSTOP)
 
     def end(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, signum: int) -> None:
         for pid in self.stopped:
-            os.kill(pid, signal.SIGCONT)
+            # A backend that was exiting when listed is gone (reaped by the postmaster once resumed).
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
 
 
 class Stop:
