@@ -33,13 +33,13 @@ DATA = Path(__file__).resolve().parent / "data" / "call-lifecycle.esl"
 
 
 class MemorySocket:
-    """recv() over bytes, as the kernel would hand them out."""
+    """recv_into() over bytes, as the kernel would hand them out."""
 
     def __init__(self, data: bytes) -> None:
         self._buf = io.BytesIO(data)
 
-    def recv(self, n: int) -> bytes:
-        return self._buf.read(n)
+    def recv_into(self, buffer: bytearray) -> int:
+        return self._buf.readinto(buffer)
 
     def close(self) -> None:
         pass

@@ -3,7 +3,8 @@ with backoff and jitter, subscribes by name, watches the switch's heartbeat, and
 replies: api/sendmsg by order, bgapi by our own Job-UUID.
 
 Greenlets: a supervisor (connect, wait for the drop, back off, reconnect), the connection's
-reader, a heartbeat watchdog per connection, and one greenlet per `on_up` call. `on_event` runs
+reader and writer, a heartbeat watchdog per connection, and one greenlet per `on_up` call; a
+bgapi needs none of its own (its +OK is handled by a callback in the reader). `on_event` runs
 in the reader: it must hand the event off (e.g. put it in the call's inbox) and return; if it
 blocks, every event and reply behind it waits, and FreeSWITCH kills a listener that lags.
 """
@@ -200,10 +201,15 @@ class Node:
             self._observer.command(self.name, frame.split(" ", 1)[0].strip(), time.monotonic() - started)
 
     @staticmethod
-    def _check_ok(reply: Event, what: str) -> None:
+    def _refusal(reply: Event, what: str) -> CommandFailed | None:
         text = reply.get("Reply-Text") or ""
-        if not text.startswith("+OK"):
-            raise CommandFailed(f"{what} refused by FreeSWITCH: {text or reply.body!r}")
+        return None if text.startswith("+OK") else CommandFailed(f"{what} refused by FreeSWITCH: {text or reply.body!r}")
+
+    @classmethod
+    def _check_ok(cls, reply: Event, what: str) -> None:
+        error = cls._refusal(reply, what)
+        if error is not None:
+            raise error
 
     def api(self, cmd: str, timeout: float | None = None) -> str:
         """Run an API command and return its output (which may itself say -ERR ...).
@@ -220,19 +226,26 @@ class Node:
         job_uuid = commands.new_uuid()
         frame = commands.bgapi(cmd, job_uuid)
         result = AsyncResult()
-        if self._conn is None:
+        conn = self._conn
+        if conn is None:
             result.set_exception(NotConnected(f"{self.name}: not connected to FreeSWITCH"))
             return result
-        self._jobs[job_uuid] = result  # before sending: the event may beat the reply
-        gevent.spawn(self._start_job, frame, job_uuid, result)
-        return result
+        started = time.monotonic()
 
-    def _start_job(self, frame: str, job_uuid: str, result: AsyncResult) -> None:
+        def accepted(reply: Event | EslError) -> None:  # in the reader: must not block
+            if self._observer is not None:
+                self._observer.command(self.name, "bgapi", time.monotonic() - started)
+            error = self._refusal(reply, "bgapi") if isinstance(reply, Event) else reply
+            if error is not None and self._jobs.pop(job_uuid, None) is not None:
+                result.set_exception(error)
+
+        self._jobs[job_uuid] = result  # before sending: the event may beat the reply
         try:
-            self._check_ok(self._send(frame, None), "bgapi")
-        except EslError as exc:
-            if self._jobs.pop(job_uuid, None) is not None:
-                result.set_exception(exc)
+            conn.send_nowait(frame, self.config.command_timeout, accepted)
+        except NotConnected as exc:
+            del self._jobs[job_uuid]
+            result.set_exception(exc)
+        return result
 
     def bgapi(self, cmd: str, timeout: float | None = None) -> str:
         """Run an API command in the background and wait for its BACKGROUND_JOB output."""
