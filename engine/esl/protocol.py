@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any, Iterator
 from urllib.parse import unquote_to_bytes
 from xml.etree import ElementTree
@@ -30,6 +31,11 @@ EVENT_JSON = "text/event-json"
 EVENT_XML = "text/event-xml"
 EVENT_TYPES = frozenset((EVENT_PLAIN, EVENT_JSON, EVENT_XML))
 
+# Where an event's header block ends. bytes.find(b"\n\n") crawls over a block of short lines
+# (~8 us for a 5 kB CHANNEL_* event: a needle of two equal bytes defeats its skip table); the
+# regex engine's literal scan finds it ~5x faster.
+_BLANK_LINE = re.compile(b"\n\n")
+
 
 class ProtocolError(EslError):
     """The byte stream from FreeSWITCH cannot be framed any more; the connection must be reset."""
@@ -39,7 +45,7 @@ def _decode(raw: bytes) -> str:
     # Per value, after the lines were split: an encoded %0A stays inside its value (greenswitch
     # decodes the whole frame first, so %0A in a caller id name injects a header). Invalid %
     # sequences are kept literally, as switch_url_decode does; bad UTF-8 becomes U+FFFD.
-    if b"%" in raw:
+    if 0x25 in raw:  # b"%" (an int is found with memchr; a bytes needle is ~8x slower here)
         raw = unquote_to_bytes(raw)
     return raw.decode("utf-8", "replace")
 
@@ -85,10 +91,11 @@ class Event:
         self._parsed: dict[str, Any] | None = None  # json/xml events, parsed on first access
         self._body: str | None = None
         if content_type == EVENT_PLAIN and payload is not None:
-            end = payload.find(b"\n\n")
-            if end < 0:
+            blank = _BLANK_LINE.search(payload)
+            if blank is None:
                 self._block, self._raw_body = payload.rstrip(b"\n"), None
             else:
+                end = blank.start()
                 self._block, rest = payload[:end], payload[end + 2:]
                 self._raw_body = rest if rest else None
         elif content_type in EVENT_TYPES:
@@ -231,44 +238,56 @@ class FrameParser:
         self._content_type = ""
         self._length = 0
 
-    def feed(self, data: bytes) -> list[Event]:
-        self._buf += data
-        frames: list[Event] = []
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Event]:
         buf = self._buf
-        pos = 0
-        while True:
-            if self._envelope is None:
-                while pos < len(buf) and buf[pos] == 0x0A:  # tolerate stray blank lines between frames
-                    pos += 1
-                end = buf.find(b"\n\n", pos)
-                if end < 0:
-                    if len(buf) - pos > MAX_HEADER_BYTES:
-                        raise ProtocolError(f"no end of frame headers within {MAX_HEADER_BYTES} bytes")
+        buf += data
+        frames: list[Event] = []
+        pos, size = 0, len(buf)
+        with memoryview(buf) as view:  # slices of the view are copied once, not twice
+            while True:
+                if self._envelope is None:
+                    while pos < size and buf[pos] == 0x0A:  # tolerate stray blank lines between frames
+                        pos += 1
+                    end = buf.find(b"\n\n", pos)
+                    if end < 0:
+                        if size - pos > MAX_HEADER_BYTES:
+                            raise ProtocolError(f"no end of frame headers within {MAX_HEADER_BYTES} bytes")
+                        break
+                    envelope = bytes(view[pos:end])
+                    pos = end + 2
+                    self._content_type, self._length = self._read_envelope(envelope)
+                    self._envelope = envelope
+                length = self._length
+                if size - pos < length:
                     break
-                envelope = bytes(buf[pos:end])
-                pos = end + 2
-                self._content_type, self._length = self._read_envelope(envelope)
-                self._envelope = envelope
-            if len(buf) - pos < self._length:
-                break
-            payload = bytes(buf[pos:pos + self._length]) if self._length else None
-            pos += self._length
-            frames.append(Event(self._content_type, self._envelope, payload, self.node))
-            self._envelope = None
+                payload = bytes(view[pos:pos + length]) if length else None
+                pos += length
+                frames.append(Event(self._content_type, self._envelope, payload, self.node))
+                self._envelope = None
         del buf[:pos]
         return frames
 
     @staticmethod
     def _read_envelope(envelope: bytes) -> tuple[str, int]:
+        if envelope.startswith(b"Content-Length: ") and envelope.endswith(_EVENT_PLAIN_TAIL):
+            raw_length = envelope[16:-len(_EVENT_PLAIN_TAIL)]
+            if raw_length.isdigit():  # how FreeSWITCH frames every plain event: no search needed
+                return EVENT_PLAIN, _content_length(raw_length)
         raw_type = _find_header(envelope, b"Content-Type")
         raw_length = _find_header(envelope, b"Content-Length")
-        length = 0
-        if raw_length is not None:
-            try:
-                length = int(raw_length)
-            except ValueError:
-                raise ProtocolError(f"Content-Length is not a number: {raw_length[:40]!r}") from None
-            if not 0 <= length <= MAX_BODY_BYTES:
-                raise ProtocolError(f"Content-Length out of range: {length}")
+        length = 0 if raw_length is None else _content_length(raw_length)
         content_type = "" if raw_type is None else raw_type.decode("ascii", "replace").strip()
         return content_type, length
+
+
+_EVENT_PLAIN_TAIL = b"\nContent-Type: " + EVENT_PLAIN.encode()
+
+
+def _content_length(raw: bytes) -> int:
+    try:
+        length = int(raw)
+    except ValueError:
+        raise ProtocolError(f"Content-Length is not a number: {raw[:40]!r}") from None
+    if not 0 <= length <= MAX_BODY_BYTES:
+        raise ProtocolError(f"Content-Length out of range: {length}")
+    return length
