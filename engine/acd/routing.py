@@ -102,15 +102,22 @@ class _QueueIndex:
 @dataclass(slots=True)
 class _Seat:
     """One agent's place in one queue: its tier (level and position copied, read at every
-    entry), the agent's skills the queue counts (free_skills), and its entry in the queue's
+    entry), what follows from the agent's and the queue's settings (the agent's skills the queue
+    counts in free_skills, whether it has the queue's own skills), and its entry in the queue's
     free list while it can take a call (None otherwise)."""
 
     index: _QueueIndex
     tier: Tier
     level: int
     position: int
-    counted: tuple[str, ...]
+    counted: tuple[str, ...] = ()
+    fits: bool = False  # meets the queue's skills, as most calls need
     entry: Entry | None = None
+
+    def settle(self, agent: Agent) -> None:
+        """Work out what follows from the agent's and the queue's settings, after either changed."""
+        self.counted = tuple([skill for skill in self.index.free_skills if skill in agent.skills])
+        self.fits = meets(agent.skills, self.index.queue.skills)
 
 
 # A queue's candidate: (rank, index, key, agents chosen (a tuple), need, max tier level, waited). A plain
@@ -160,7 +167,8 @@ class Router:
         index.rr_after = None
         for seat in index.seats.values():
             self._leave(seat)
-        for agent_id in index.seats:
+        for agent_id, seat in index.seats.items():
+            seat.settle(self.agents[agent_id])
             self._refresh(self.agents[agent_id], self._now)
         self._ready[index] = None
 
@@ -177,13 +185,14 @@ class Router:
         for name in _AGENT_CONFIG:
             setattr(known, name, getattr(agent, name))
         for seat in seats:
-            seat.counted = _counted(known, seat.index)
+            seat.settle(known)
         self._refresh(known, self._now)
 
     def set_tier(self, tier: Tier) -> None:
         agent, index = self._agent(tier.agent), self._queue(tier.queue)
         self.remove_tier(tier.agent, tier.queue)
-        seat = _Seat(index, tier, tier.level, tier.position, _counted(agent, index))
+        seat = _Seat(index, tier, tier.level, tier.position)
+        seat.settle(agent)
         index.seats[agent.id] = self._seats[agent.id][tier.queue] = seat
         counts = index.levels.setdefault(tier.level, [0, 0])
         counts[0] += 1
@@ -558,7 +567,8 @@ class Router:
         only = None
         if len(available) == 1:  # a busy centre, someone just finished a call: every strategy takes it
             only = available[0][-1]
-            only_level, only_skills = index.seats[only].level, self.agents[only].skills
+            seat = index.seats[only]
+            only_level, only_fits, only_skills = seat.level, seat.fits, self.agents[only].skills
         for key in index.heads:
             _, joined_at, seq, member, _, own_skills = key
             if own_skills and not all(map(free_skills.get, own_skills)):
@@ -570,7 +580,8 @@ class Router:
             if only is None:
                 chosen = self._select(index, member, need, max_level)
             else:
-                chosen = (only,) if only_level <= max_level and meets(only_skills, need) else None
+                fits = only_fits if need is queue.skills else meets(only_skills, need)
+                chosen = (only,) if fits and only_level <= max_level else None
             if chosen:
                 # a starving head (passed over starvation_limit times) comes first, the most passed
                 # over first; ties of priority and urgency go to the call that joined first
@@ -664,7 +675,3 @@ class Router:
         self._at(now + queue.ring_progressively_delay, "ring", uuid)
         return [self._ring(member, agent_id, now) for agent_id in chosen]
 
-
-def _counted(agent: Agent, index: _QueueIndex) -> tuple[str, ...]:
-    """The agent's skills among those the queue counts (see _QueueIndex.free_skills)."""
-    return tuple([skill for skill in index.free_skills if skill in agent.skills])

@@ -212,7 +212,7 @@ def waiting_order(router: Router, joined: dict[str, Member], order: dict[str, in
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(centre=centres(), data=st.data())
 def test_indexes_follow_reconfiguration_and_leave_no_match_behind(centre, data):
-    """Agents' skills and capacity, tiers and queues' strategies change while calls wait and
+    """Agents' skills and capacity, tiers, queues' strategies and skills change while calls wait and
     agents talk. After every decision: each queue's free agents are exactly its tiered agents that
     can take a call, in its strategy's order; its line is its waiting calls in order; and no waiting call could take one of
     its queue's free agents (the Router offered every match there was, so no agent or skill the
@@ -229,7 +229,7 @@ def test_indexes_follow_reconfiguration_and_leave_no_match_behind(centre, data):
     for step in range(data.draw(st.integers(5, 50))):
         now += data.draw(st.sampled_from([0.0, 0.5, 3.0, 11.0, 40.0]))
         action = data.draw(st.sampled_from(["join", "join", "status", "answer", "miss", "end", "leave",
-                                            "skills", "skills", "tier", "untier", "strategy"]))
+                                            "skills", "skills", "tier", "untier", "queue"]))
         agent_id = data.draw(st.sampled_from(agents)).id
         queue = data.draw(st.sampled_from(queues))
         if action == "join":
@@ -276,8 +276,10 @@ def test_indexes_follow_reconfiguration_and_leave_no_match_behind(centre, data):
         elif action == "untier":
             tiers.pop((agent_id, queue.name), None)
             router.remove_tier(agent_id, queue.name)
-        elif action == "strategy":
-            queue = dataclasses.replace(queue, strategy=data.draw(st.sampled_from(list(Strategy))))
+        elif action == "queue":
+            queue = dataclasses.replace(queue, strategy=data.draw(st.sampled_from(list(Strategy))),
+                                        skills=data.draw(st.dictionaries(st.sampled_from(SKILLS), st.integers(1, 10),
+                                                                         max_size=2)))
             queue_by_name[queue.name] = queue
             queues = [queue if q.name == queue.name else q for q in queues]
             router.add_queue(queue)
