@@ -7,11 +7,14 @@ one assignment, timed with all of that bookkeeping. The baseline does the same b
 every waiting call against every free agent, as a database query over members and agents does.
 
 Prints one JSON line per figure (median and p99 seconds per assignment); --smoke runs briefly.
+The p99 of a step this short follows the machine's load (another process sharing the core, its
+cache): the params give the load average before and after the run, to read the figure by.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -144,12 +147,14 @@ def main() -> None:
     args = parser.parse_args()
     agents, waiting, queue_count = 1000, 10_000, 50
     cycles, baseline_cycles = (300, 20) if args.smoke else (20_000, 200)
+    load_before = os.getloadavg()[0]
     queues, agent_list, tiers = build(agents, queue_count, random.Random(7))
     router = run_router(queues, [Agent(a.id, skills=a.skills) for a in agent_list], tiers, waiting, cycles,
                         random.Random(11))
     scan = run_full_scan(queues, agent_list, tiers, waiting, baseline_cycles, random.Random(11))
     params = {"agents": agents, "waiting_calls": waiting, "queues": queue_count, "assignments": len(router),
-              "baseline_assignments": len(scan), "smoke": args.smoke}
+              "baseline_assignments": len(scan), "smoke": args.smoke,
+              "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
     for name, measure in (("median", statistics.median), ("p99", p99)):
         print(json.dumps({"name": f"routing_decision_{name}_seconds", "value": measure(router), "unit": "s",
                           "baseline": {"name": "full scan", "value": measure(scan)}, "params": params}))
