@@ -305,11 +305,15 @@ class Router:
         ringing = self._release_offers(member, now)
         member.state = MemberState.ANSWERED
         member.agent = agent_id
+        offered = uuid in agent.offers
         agent.offers.discard(uuid)
         agent.calls.add(uuid)
         agent.last_bridge_start[uuid] = now
         agent.no_answer_count = 0
-        self._refresh(agent, now)
+        if offered:  # the offer became the call: the same capacity in use, the indexes stand
+            self._now = max(self._now, now)
+        else:
+            self._refresh(agent, now)
         return ringing
 
     def offer_failed(self, uuid: str, agent_id: str, cause: str, now: float) -> None:
