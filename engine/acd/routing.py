@@ -388,12 +388,12 @@ class Router:
             ready.clear()
             if not candidates:
                 return offers
-            best = max(candidates.values())
+            best = max(candidates.values())  # by rank
             del candidates[best[1]]
             taken = set(best[3])
             for index, rival in candidates.items():
-                if not taken.isdisjoint(rival[3]):
-                    rival[2][3].passed_over += 1
+                if not taken.isdisjoint(rival[3]):  # it wanted an agent the best took
+                    rival[2][3].passed_over += 1    # its key's Member
                     ready[index] = None
             offers += self._offer(best, now)
 
@@ -546,8 +546,7 @@ class Router:
     def _refresh(self, agent: Agent, now: float, rekey: bool = False) -> None:
         """Put the agent in (or take it out of) its queues' indexes, as it can take a call or
         not; `rekey` when a field its position depends on may have changed."""
-        if now > self._now:
-            self._now = now
+        self._now = max(self._now, now)
         seats = self._seats[agent.id].values()
         if not agent.can_take_call(now):
             for seat in seats:
