@@ -4,7 +4,9 @@ the agents the Router offers.
 Who does what (greenlets only here, at the edge):
 - the caller's own greenlet (`Acd.enqueue`) joins the Router, plays hold music and the position /
   estimated-wait announcements, leaves on max-wait, no-agent or overflow, and does the bridge
-  and the talk: everything that touches the caller's channel;
+  and the talk: everything that touches the caller's channel. During the talk the call holds no
+  greenlet (engine.calls.call.Suspend): the agent's hangup, a transfer, the caller's hangup or an
+  outage wakes it in a fresh one, which goes on where the talk left off (`_talk`, `_queue_on`);
 - the dispatcher greenlet calls `router.assignments(now)` whenever something changed or at
   `router.next_wakeup()`, and spawns one ring greenlet per offer: it originates the agent's leg
   with our own origination_uuid (registered with the call first, so none of its events is
@@ -33,6 +35,7 @@ import time
 import uuid as uuidlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Collection, Mapping
 
@@ -46,7 +49,7 @@ from engine.acd.model import (
     Tier, consult_step, is_personal, personal_queue,
 )
 from engine.acd.routing import Router, RoutingError
-from engine.calls.call import Call
+from engine.calls.call import HANGUPS, Call, Suspend
 from engine.calls.leg import Leg
 from engine.cdr.queue_log import QueueEvent, QueueEventKind
 from engine.config import AcdSettings
@@ -123,6 +126,17 @@ class _Onward:
         return self.fallback.queue if self.fallback is not None else self.queue
 
 
+@dataclass(frozen=True)
+class _WaitRules:
+    """How a caller waits, as the flow (or the dialer) asked: kept for every wait of one enqueue."""
+
+    skills: tuple[str, ...]
+    max_wait: float
+    announce: Announce | None
+    announce_every: float
+    exit_keys: str
+
+
 @dataclass
 class _Talk:
     """The conversation under way: agent, its leg, the Router member it counts under."""
@@ -131,6 +145,12 @@ class _Talk:
     leg: Leg
     member: str
     connected: float
+
+    def wakes(self, item: Any) -> bool:
+        """What a suspended conversation wakes for, beside the caller's hangup and an outage: the
+        agent's leg hanging up, or a transfer."""
+        return isinstance(item, TransferTo) or (
+            getattr(item, "unique_id", None) == self.leg.uuid and item.name in HANGUPS)
 
 
 @dataclass
@@ -511,6 +531,9 @@ class Acd:
     def enqueue(self, call: Call, queue: str, *, skills: tuple[str, ...] = (), priority: int = 0,
                 max_wait: float = 300.0, announce: Announce | None = None,
                 announce_every: float = 30.0, exit_keys: str = "") -> QueueOutcome:
+        """The QueuePort's wait; a conversation under way suspends the call (Suspend) and carries
+        on in `_queue_on` once it wakes."""
+        rules = _WaitRules(skills, max_wait, announce, announce_every, exit_keys)
         variables = call.caller.variables
         # Resumed or adopted while connected to an agent: the channel says so, or (resumed after
         # an ESL cut that came before the channel could be told) the Router still has it answered.
@@ -519,11 +542,8 @@ class Acd:
         if variables.get(VAR_STAGE) == "talking" or answered:
             queue = variables.get(VAR_QUEUE) or (member.queue if answered else queue)
             call.labels["queue"] = queue
-            outcome, onward = self._resume_talk(call, queue, variables.get(VAR_AGENT) or
-                                                (member.agent if answered else ""))
-            if onward is None:
-                return outcome
-            resumed = False
+            first = partial(self._resume_talk, call, queue, variables.get(VAR_AGENT) or
+                            (member.agent if answered else ""))
         elif queue not in self.router.queues:
             log.error("call %s: no queue '%s' in the ACD configuration", call.uuid, queue)
             return QueueOutcome(NO_AGENTS)
@@ -531,14 +551,21 @@ class Acd:
             resumed = variables.get(VAR_STAGE) == "queue"
             if resumed:
                 queue = variables.get(VAR_QUEUE) or queue
-            onward = _Onward(queue, self._joined_at(call, resumed), priority)
-        while True:  # overflows and transfers go on to the next wait
-            call.labels["queue"] = onward.reported
-            outcome, next_onward = self._wait(call, onward, resumed, skills, max_wait, announce, announce_every,
-                                              exit_keys)
-            if next_onward is None:
+            first = partial(self._wait, call, _Onward(queue, self._joined_at(call, resumed), priority), resumed, rules)
+        return self._queue_on(call, rules, first)
+
+    def _queue_on(self, call: Call, rules: _WaitRules,
+                  step: Callable[[], tuple[QueueOutcome, _Onward | None]]) -> QueueOutcome:
+        """`step` (a wait, or a conversation), then the waits it leads to (overflows, transfers),
+        until one ends the caller's time in the ACD."""
+        while True:
+            try:
+                outcome, onward = step()
+            except Suspend as suspend:  # a conversation: woken, it goes on here
+                raise suspend.wrap(partial(self._queue_on, call, rules))
+            if onward is None:
                 return outcome
-            onward, resumed = next_onward, False
+            step = partial(self._wait, call, onward, False, rules)
 
     def _joined_at(self, call: Call, resumed: bool) -> float:
         # A call resumed after an outage or adopted by a restarted engine keeps its original place
@@ -550,12 +577,13 @@ class Acd:
                 pass
         return self.clock()
 
-    def _wait(self, call: Call, onward: _Onward, resumed: bool, skills: tuple[str, ...], max_wait: float,
-              announce: Announce | None, announce_every: float,
-              exit_keys: str) -> tuple[QueueOutcome, _Onward | None]:
+    def _wait(self, call: Call, onward: _Onward, resumed: bool,
+              rules: _WaitRules) -> tuple[QueueOutcome, _Onward | None]:
         """One wait: (the outcome, or where to go on to: an overflow, a transfer, or back from a
         transferred-to agent who did not answer to the caller's own queue)."""
         queue, reported, direct = onward.queue, onward.reported, onward.fallback is not None
+        call.labels["queue"] = reported
+        announce, exit_keys = rules.announce, rules.exit_keys
         settings = self.router.queues[reported].queue
         started = self.clock()
         joined = onward.joined if onward.joined is not None else started
@@ -573,7 +601,7 @@ class Acd:
                             **{VAR_QUEUE: reported, VAR_QUEUE_JOINED: f"{joined:.3f}"})
         # No I/O from joining to ENTER: the dispatcher cannot ring an agent before the call entered.
         self.router.member_joined(Member(call.uuid, queue, joined, priority=onward.priority or None,
-                                         skills={} if direct else {s: 1 for s in skills},
+                                         skills={} if direct else {s: 1 for s in rules.skills},
                                          caller_id_number=caller.caller_id_number,
                                          caller_id_name=caller.caller_id_name), self.clock())
         call.marks.setdefault("queued", joined)
@@ -588,9 +616,9 @@ class Acd:
         if direct:  # the one agent answers soon, or the caller goes back: no exits, no announcements
             limit, exit_keys, every = self.transfer_wait, "", 0.0
         else:
-            limit = min(w for w in (max_wait, settings.max_wait) if w > 0) \
-                if max_wait > 0 or settings.max_wait > 0 else 0
-            every = settings.announcements.every or (announce_every if announce is not None else 0)
+            limit = min(w for w in (rules.max_wait, settings.max_wait) if w > 0) \
+                if rules.max_wait > 0 or settings.max_wait > 0 else 0
+            every = settings.announcements.every or (rules.announce_every if announce is not None else 0)
         next_announce = self.clock() + every if every else float("inf")
         self._hold(call, settings)
         try:
@@ -802,14 +830,16 @@ class Acd:
     def _talk(self, call: Call, queue: str, talk: _Talk, waited: float) -> tuple[QueueOutcome, _Onward | None]:
         """Until the agent hangs up (the caller hanging up raises CallGone) or transfers the call
         (then: where the caller goes on to; ToFlow for a flow); then wrap-up. An attended
-        transfer completed changes who the caller talks to and the loop goes on with the target."""
+        transfer completed changes who the caller talks to and the loop goes on with the target.
+
+        Between those the call holds no greenlet: with its inbox empty it suspends until
+        `talk.wakes`, and carries on here in a fresh one."""
         call.outcome = "answered"
         # Resumed (the node dropped) passes through: the call is still on, the Router keeps it.
         try:
             while not talk.leg.hungup:
-                item = call.next_item(60.0)
+                item = call.next_item_or_suspend(talk.wakes, partial(self._talk, call, queue, talk, waited))
                 if not isinstance(item, TransferTo):
-                    item = None  # an event held for the whole conversation costs ~6 KB per call
                     continue
                 log.info("call %s: %s transfers it %s from agent %s to %s", call.uuid, item.by,
                          "attended" if item.attended else "blind", talk.agent, item.target)

@@ -5,6 +5,10 @@ The ESL reader only drops events (and the engine's own messages) into the inbox;
 waits — an application's completion, an agent answering, the caller hanging up — waits here, in
 the call's own greenlet, so a slow call never stalls the socket reader or another call. Every
 wait is bounded by a timeout and released at once by the caller's hangup (CallGone).
+
+A call with nothing to do but wait for its inbox (a conversation with an agent) holds no
+greenlet: its handler raises Suspend, the greenlet ends, the inbox folds what arrives into the
+legs, and the item that matters starts a fresh greenlet where the handler left off.
 """
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ import logging
 import time
 import uuid as uuidlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import gevent
 import gevent.event
@@ -26,6 +31,8 @@ if TYPE_CHECKING:
     from engine.calls.registry import CallRegistry
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
 
 EXECUTE_TIMEOUT = 600.0  # an application that has not completed after 10 minutes is stuck
 FINISH_TIMEOUT = 10.0  # how long to wait for CHANNEL_HANGUP_COMPLETE of every leg at the end
@@ -67,15 +74,25 @@ class Empty(Exception):
 
 class Inbox:
     """A call's FIFO: put from anywhere (the ESL reader, the ACD, hub callbacks), get by the call's
-    own greenlet only. A list and an Event: a gevent Queue costs ~3.7 KB per call held."""
+    own greenlet only. A list and an Event: a gevent Queue costs ~3.7 KB per call held.
 
-    __slots__ = ("_items", "_ready")
+    While the call is suspended every item goes to its `sleeper` instead (the call, which folds
+    it or wakes up)."""
+
+    __slots__ = ("_items", "_ready", "sleeper")
 
     def __init__(self) -> None:
         self._items: list[Any] = []  # a handful at a time: pop(0) is cheaper than a deque's block
         self._ready = gevent.event.Event()
+        self.sleeper: Callable[[Any], None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def put(self, item: Any) -> None:
+        if self.sleeper is not None:
+            self.sleeper(item)
+            return
         self._items.append(item)
         self._ready.set()
 
@@ -92,6 +109,40 @@ class Resumed(Exception):
     """The node came back after an outage: restart the call's handler from its saved stage."""
 
 
+class Suspend(Exception):
+    """Raised by a handler (through `Call.next_item_or_suspend`) when it has nothing to do until
+    an inbox item comes: the call's greenlet ends and the call sleeps until `wake_on(item)`
+    accepts an item (the caller's hangup and the node's outage wake it too); then `then()` runs
+    in a fresh greenlet, reads that item from the inbox and carries on as the handler would have.
+
+    Every frame the exception passes on its way up that had work left after the call it made
+    (a result to map, an exception to handle) puts that work around `then` with `wrap`: after
+    waking, the call goes on through the same frames' logic, rebuilt without their stacks."""
+
+    def __init__(self, wake_on: Callable[[Any], bool], then: Callable[[], Any]) -> None:
+        super().__init__("suspended")
+        self.wake_on = wake_on
+        self.then = then
+
+    def wrap(self, rest: Callable[[Callable[[], Any]], Any]) -> "Suspend":
+        """After waking, `rest(then)` runs instead of `then()`: rest calls then where its frame
+        made the call that suspended."""
+        self.then = partial(rest, self.then)
+        return self
+
+
+HANGUPS = ("CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE")
+
+
+def and_then(step: Callable[[], T], rest: Callable[[T], R]) -> R:
+    """rest(step()); when step suspends the call, rest runs on what step returns once woken."""
+    try:
+        value = step()
+    except Suspend as suspend:
+        raise suspend.wrap(partial(and_then, rest=rest))
+    return rest(value)
+
+
 class OriginateFailed(Exception):
     def __init__(self, cause: str) -> None:
         super().__init__(cause)
@@ -101,7 +152,7 @@ class OriginateFailed(Exception):
 class Call:
     # Thousands are up at once: no per-instance __dict__ (a weakref slot for the IVR's pinning).
     __slots__ = ("registry", "node", "caller", "legs", "inbox", "handler", "adopted", "clock", "started", "outcome",
-                 "labels", "marks", "_journal_seq", "_greenlet", "__weakref__")
+                 "labels", "marks", "_journal_seq", "_greenlet", "_wake_on", "_then", "__weakref__")
 
     def __init__(self, registry: "CallRegistry", node: Any, caller: Leg,
                  handler: Callable[["Call", bool], None], *, adopted: bool = False,
@@ -120,7 +171,9 @@ class Call:
         self.marks: dict[str, float] = {}  # when things happened (queued, connected, ...), for the CDR
         # Queue-log sequence numbers; an adopted call starts past anything its first engine wrote.
         self._journal_seq = int(self.started * 1000) * 1000 if adopted else 0
-        self._greenlet: gevent.Greenlet | None = None
+        self._greenlet: gevent.Greenlet | None = None  # None while suspended, or once over
+        self._wake_on: Callable[[Any], bool] | None = None  # while suspended: what wakes it ...
+        self._then: Callable[[], Any] | None = None  # ... and what it does then
 
     @property
     def uuid(self) -> str:
@@ -136,34 +189,45 @@ class Call:
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
-        self._greenlet = gevent.spawn(self._main)
+        self._greenlet = gevent.spawn(self._main, partial(self.handler, self, self.adopted))
 
-    def join(self, timeout: float | None = None) -> bool:
-        return self._greenlet is not None and self._greenlet.join(timeout) is None and self._greenlet.dead
+    @property
+    def suspended(self) -> bool:
+        return self._wake_on is not None
 
     def kill(self) -> None:
-        if self._greenlet is not None:
-            self._greenlet.kill(block=True, timeout=1.0)
+        """Let go of the call (shutdown): it stays up on the switch for another engine to adopt."""
+        greenlet = self._greenlet
+        if greenlet is not None and not greenlet.dead:
+            unstarted = greenlet.gr_frame is None  # spawned (or woken) but never ran: nobody to let go
+            greenlet.kill(block=True, timeout=1.0)
+            if unstarted:
+                self._let_go()
+        elif self.suspended:
+            self._wake_on = self._then = self.inbox.sleeper = None
+            self._let_go()
 
-    def _main(self) -> None:
-        resumed = self.adopted
+    def _let_go(self) -> None:
+        """Hand the call over, still up: hang nothing up (a standby or restarted engine adopts it
+        from its channel variables). What already arrived is folded in first, so legs already
+        over get their CDRs."""
+        while len(self.inbox):
+            self._apply(self.inbox.get(timeout=0))
+        self.registry.released(self)
+
+    def _main(self, step: Callable[[], Any]) -> None:
         try:
             while True:
                 try:
-                    self.handler(self, resumed)
+                    step()
                     break
                 except Resumed:
-                    resumed = True
-        except gevent.GreenletExit:
-            # The engine is going away with the call still up: leave it to FreeSWITCH (a standby
-            # or restarted engine adopts it from its channel variables); hang nothing up. What
-            # already arrived is folded in first, so legs already over get their CDRs.
-            while True:
-                try:
-                    self._apply(self.inbox.get(timeout=0))
-                except Empty:
-                    break
-            self.registry.released(self)
+                    step = partial(self.handler, self, True)
+        except Suspend as suspend:
+            self._sleep(suspend.wake_on, suspend.then)
+            return
+        except gevent.GreenletExit:  # the engine is going away with the call still up
+            self._let_go()
             return
         except CallGone as gone:
             log.info("call %s ended: %s", self.uuid, gone)
@@ -172,6 +236,41 @@ class Call:
             self.outcome = self.outcome or "error"
             self._hangup_quietly(self.caller, "NORMAL_TEMPORARY_FAILURE")
         self._finish()
+
+    # --- suspended: no greenlet until an item that matters ----------------------------------------
+    def next_item_or_suspend(self, wake_on: Callable[[Any], bool], then: Callable[[], Any]) -> Any:
+        """The next inbox item already there; with none, Suspend(wake_on, then) (see Suspend)."""
+        if not self.inbox and not self.caller.hungup:
+            raise Suspend(wake_on, then)
+        return self.next_item(0.0)
+
+    def _sleep(self, wake_on: Callable[[Any], bool], then: Callable[[], Any]) -> None:
+        self._greenlet = None
+        self._wake_on, self._then = wake_on, then
+        pending = []
+        while len(self.inbox):  # came while the Suspend went up: sorted like any later item
+            pending.append(self.inbox.get(timeout=0))
+        self.inbox.sleeper = self._while_asleep
+        for item in pending:
+            self.inbox.put(item)
+
+    def _while_asleep(self, item: Any) -> None:
+        """An item for the suspended call (in whoever put it, the ESL reader often: no blocking):
+        folded into the legs, or, if it wakes the call, left in the inbox for the fresh greenlet."""
+        if not self._wakes(item):
+            self._apply(item)
+            return
+        then = self._then
+        self._wake_on = self._then = self.inbox.sleeper = None
+        self.inbox.put(item)
+        self._greenlet = gevent.spawn(self._main, then)
+
+    def _wakes(self, item: Any) -> bool:
+        if isinstance(item, (NodeDown, Resync)):  # an outage is ridden out in a greenlet
+            return True
+        if getattr(item, "unique_id", None) == self.caller.uuid and item.name in HANGUPS:
+            return True
+        return self._wake_on(item)
 
     def _finish(self) -> None:
         for leg in list(self.legs.values()):

@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable
 
 import gevent
+import gevent.event
 
 from engine.calls.call import AdoptLeg, Call, NodeDown, Resync
 from engine.calls.leg import Leg
@@ -57,6 +58,7 @@ class CallRegistry:
         self._owner: dict[str, Call] = {}  # Unique-ID -> the call that owns that channel
         self._calls: dict[str, Call] = {}  # caller's Unique-ID -> call
         self.accepting = True
+        self._none_left = gevent.event.Event()  # set when the last call is forgotten (drain waits on it)
         self._write_offs: dict[str, gevent.Greenlet] = {}  # node name -> its pending write-off
 
     # --- called from the ESL reader: never blocks ---------------------------------------------------
@@ -135,6 +137,8 @@ class CallRegistry:
             if self._owner.get(uuid) is call:
                 del self._owner[uuid]
         self._calls.pop(call.uuid, None)
+        if not self._calls:
+            self._none_left.set()
 
     @property
     def calls(self) -> list[Call]:
@@ -191,8 +195,8 @@ class CallRegistry:
     def drain(self, grace: float) -> None:
         """Stop taking new calls and give the ones in progress up to `grace` seconds."""
         self.accepting = False
-        deadline = self.clock() + grace
-        for call in self.calls:
-            call.join(max(0.0, deadline - self.clock()))
+        if self._calls:  # suspended calls have no greenlet to join: wait for the registry to empty
+            self._none_left.clear()
+            self._none_left.wait(grace)
         for call in self.calls:
             call.kill()

@@ -8,6 +8,9 @@ queue through the ACD (no agent within 2 s of the greeting's end -> the abandon 
 hang up), the broadcast message with its agent and opt-out keys, or the survey's IVR flow.
 Preview and click-to-call ring the agent first (engine/dialer/agent_first.py).
 
+A conversation with an agent suspends the call (no greenlet, engine.calls.call.Suspend): the
+disposition and the attempt's closing are carried around the continuation and run once it ends.
+
 Every attempt is closed once in PostgreSQL with after_attempt's verdict on its contact, also
 across a restart or a takeover: an attempt left open is either still on the switch (the
 registry adopts its leg, `handle` watches it to its answer or hangup) or gone, and then closed
@@ -22,13 +25,14 @@ import logging
 import re
 import time
 from datetime import datetime
+from functools import partial
 from typing import Any, Callable
 
 import gevent
 from gevent.event import Event
 from gevent.pool import Group
 
-from engine.calls.call import Call, Resumed
+from engine.calls.call import Call, Resumed, Suspend, and_then
 from engine.channelvars import VAR_CAMPAIGN, VAR_FLOW, VAR_NODE, VAR_STAGE
 from engine.config import DialerSettings
 from engine.dialer import pacing, store
@@ -43,8 +47,7 @@ from engine.dialer.model import (
 from engine.dialer.selection import after_attempt
 from engine.errors import CallRouterError, EslError
 from engine.esl import commands
-from engine.ivr.ports import ANSWERED
-from engine.ivr.runner import FlowEnded
+from engine.ivr.ports import ANSWERED, QueueOutcome
 from engine.metrics import CampaignSnapshot
 
 __all__ = ["DIALER_ENTRY", "Dialer"]
@@ -245,26 +248,36 @@ class Dialer:
                 return
             entry = self.open.setdefault(call.uuid, OpenAttempt(attempt, contact))
         entry.handled = True
-        runner = self.runners.get(entry.attempt.campaign)
-        attempt, contact = entry.attempt, entry.contact
-        label(call, attempt)
+        label(call, entry.attempt)
+        self._close_after(call, entry, partial(self._answered, call, entry, resumed))
+
+    def _close_after(self, call: Call, entry: OpenAttempt, converse: Callable[[], str]) -> None:
+        """Close the attempt with the disposition `converse` returns, or with what the call's end
+        under it means; a conversation with an agent suspends the call, and this goes on once woken."""
         try:
-            if runner is not None:
-                campaign = runner.campaign
-            else:
-                with self.connect() as conn:
-                    campaign = store.load_campaign(conn, attempt.campaign)
-            # A leg adopted (or handed back after an outage) before its answer is watched to it.
-            if resumed and not entry.answered:
-                self._await_answer(call, campaign)
-            entry.answered = True
-            disposition = self._converse(call, campaign, runner, entry)
+            disposition = converse()
+        except Suspend as suspend:
+            raise suspend.wrap(partial(self._close_after, call, entry))
         except (gevent.GreenletExit, Resumed):
             raise  # the call goes on: a restarted engine, or this one after the outage, carries on
         except BaseException:
-            self.close(attempt, contact, self._interrupted(attempt, call.caller.hangup_cause), call)
+            self.close(entry.attempt, entry.contact, self._interrupted(entry.attempt, call.caller.hangup_cause), call)
             raise
-        self.close(attempt, contact, disposition, call)
+        self.close(entry.attempt, entry.contact, disposition, call)
+
+    def _answered(self, call: Call, entry: OpenAttempt, resumed: bool) -> str:
+        """The answered attempt's call, to its disposition."""
+        runner = self.runners.get(entry.attempt.campaign)
+        if runner is not None:
+            campaign = runner.campaign
+        else:
+            with self.connect() as conn:
+                campaign = store.load_campaign(conn, entry.attempt.campaign)
+        # A leg adopted (or handed back after an outage) before its answer is watched to it.
+        if resumed and not entry.answered:
+            self._await_answer(call, campaign)
+        entry.answered = True
+        return self._converse(call, campaign, runner, entry)
 
     def _await_answer(self, call: Call, campaign: Campaign) -> None:
         """Wait for an adopted leg's answer (FreeSWITCH marks endpoint_disposition ANSWER then);
@@ -315,13 +328,24 @@ class Dialer:
         # No agent free now: none can be connected within the grace (the ACD's max-wait does not
         # run while an agent rings), so the called party hears the message at once.
         if campaign.queue and (stage or self.acd.router.available(campaign.queue)):
-            outcome = self.acd.enqueue(call, campaign.queue, priority=self.settings.priority, max_wait=QUEUE_WAIT)
-            if outcome.result == ANSWERED:
-                connected = call.marks.get("connected", greeting_end)
-                attempt.connected_at = utc(connected)
-                attempt.agent = outcome.agent or ""
-                attempt.abandoned = stage == "" and is_abandoned(greeting_end, connected)
-                return Disposition.ANSWERED.value
+            return and_then(partial(self.acd.enqueue, call, campaign.queue, priority=self.settings.priority,
+                                    max_wait=QUEUE_WAIT),
+                            partial(self._after_queue, call, campaign, attempt, stage, greeting_end))
+        return self._abandon(call, campaign, attempt)
+
+    def _after_queue(self, call: Call, campaign: Campaign, attempt: Attempt, stage: str, greeting_end: float,
+                     outcome: QueueOutcome) -> str:
+        if outcome.result != ANSWERED:
+            return self._abandon(call, campaign, attempt)
+        connected = call.marks.get("connected", greeting_end)
+        attempt.connected_at = utc(connected)
+        attempt.agent = outcome.agent or ""
+        attempt.abandoned = stage == "" and is_abandoned(greeting_end, connected)
+        return Disposition.ANSWERED.value
+
+    @staticmethod
+    def _abandon(call: Call, campaign: Campaign, attempt: Attempt) -> str:
+        """No agent for the called party within the grace: the abandon message, then hang up."""
         attempt.abandoned = True
         call.set_vars(**{VAR_STAGE: STAGE_ABANDONED})
         if campaign.abandon_message:
@@ -343,9 +367,15 @@ class Dialer:
         if digit and digit == campaign.opt_out_key:
             return self._opt_out(call, campaign, attempt)
         if digit and digit == campaign.agent_key:
-            outcome = self.acd.enqueue(call, campaign.queue, priority=self.settings.priority)
-            if outcome.result == ANSWERED:
-                attempt.agent = outcome.agent or ""
+            return and_then(partial(self.acd.enqueue, call, campaign.queue, priority=self.settings.priority),
+                            partial(self._after_broadcast_queue, call, attempt))
+        call.hangup()
+        return Disposition.ANSWERED.value
+
+    @staticmethod
+    def _after_broadcast_queue(call: Call, attempt: Attempt, outcome: QueueOutcome) -> str:
+        if outcome.result == ANSWERED:
+            attempt.agent = outcome.agent or ""
         call.hangup()
         return Disposition.ANSWERED.value
 
@@ -386,11 +416,8 @@ class Dialer:
                 if digit and digit == campaign.opt_out_key:
                     return self._opt_out(call, campaign, attempt)
             call.set_vars(**{VAR_STAGE: STAGE_IVR})
-        try:
-            self.ivr.run(call, flows, flow, start)
-        except FlowEnded:
-            pass
-        return Disposition.ANSWERED.value
+        # A queue in the flow suspends the call while it talks: the survey is answered once it ends.
+        return and_then(partial(self.ivr.run, call, flows, flow, start), lambda _: Disposition.ANSWERED.value)
 
     def _amd(self, call: Call) -> str:
         """The AMD result left on the leg once the greeting is over (NOTSURE after amd_timeout)."""

@@ -57,7 +57,9 @@ class QueuePort(Protocol):
         pressed before joining do not count). Runs in the call's greenlet; every
         `announce_every` seconds of waiting it calls `announce` there (the IVR stops the music,
         plays the announcement and returns; the port resumes the music). The caller hanging up
-        raises CallGone, as every wait on a call does."""
+        raises CallGone, as every wait on a call does. While the caller talks to an agent it
+        raises Suspend (engine.calls.call): a caller with work left after the wait puts it
+        around the continuation (Suspend.wrap, and_then), which returns the outcome once woken."""
         ...
 
     def status(self, queue: str) -> QueueStatus:

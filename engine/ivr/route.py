@@ -20,7 +20,7 @@ from engine.calls.call import Call
 from engine.channelvars import VAR_ENTRY, VAR_FLOW, VAR_NODE, VAR_STAGE
 from engine.ivr.loader import Checks, load_flows
 from engine.ivr.model import FlowSet
-from engine.ivr.runner import FlowEnded, FlowRunner
+from engine.ivr.runner import FlowRunner
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,4 @@ class IvrRoute:
             return
         if start is None:
             call.answer()
-        try:
-            self.runner.run(call, flows, flow, start)
-        except FlowEnded:
-            pass
+        self.runner.run(call, flows, flow, start)

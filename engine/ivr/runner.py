@@ -11,6 +11,9 @@ The call's data â€” what the caller keyed in (collect) and what lookups found â€
 caller's channel as callrouter_data_<name> as it is collected: the ACD copies it onto every agent
 leg it rings (a softphone or CRM popup reads it there), `calls show` lists it, and a call that
 resumes or is sent back to a flow by an agent (ToFlow) finds it again.
+
+A queue node's conversation suspends the call (engine.calls.call.Suspend: no greenlet while it
+talks); woken, the node's outcome picks the next node as usual, with the same Session.
 """
 from __future__ import annotations
 
@@ -18,10 +21,11 @@ import datetime as dt
 import logging
 import re
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from engine.calls.call import Call, OriginateFailed
+from engine.calls.call import Call, OriginateFailed, Suspend
 from engine.channelvars import VAR_ENTRY, VAR_FLOW, VAR_JOINED, VAR_NODE
 from engine.errors import CallGone, CallRouterError, CommandFailed, UnsafeValue
 from engine.esl import commands
@@ -30,7 +34,9 @@ from engine.ivr.model import (
     Branch, Callback, Collect, Flow, FlowSet, Hangup, Lookup, Menu, Node, Play, Prompt, Queue, Record, Say,
     ScheduleCheck, SetVars, Survey, Transfer, next_node,
 )
-from engine.ivr.ports import DATA_PREFIX, EXIT_KEY, Position, QueuePort, ToFlow, call_data, data_text
+from engine.ivr.ports import (
+    DATA_PREFIX, EXIT_KEY, Position, QueueOutcome, QueuePort, ToFlow, call_data, data_text,
+)
 from engine.ivr.schedule import WEEKDAYS, status_at, time_between, wall_clock
 from engine.ivr.store import IvrStore, fill_url, http_lookup
 
@@ -93,35 +99,53 @@ class FlowRunner:
 
     # --- the loop ---------------------------------------------------------------------------
     def run(self, call: Call, flows: FlowSet, flow: Flow, start: str | None = None) -> None:
+        """The flow from `start` (else its start node) to its end, or until the caller leaves the
+        engine's hands; Suspend while the caller talks to an agent (see the module docstring)."""
         session = Session(call, flows, flow, self._initial_variables(call, flow))
-        name: str | None = start or flow.start
-        while name is not None:
-            session.steps += 1
-            if session.steps > MAX_STEPS:
-                log.error("call %s: flow %s visited %d nodes; giving up", call.uuid, session.flow.name, MAX_STEPS)
-                self.apologise(call)
-                return
-            node = session.flow.nodes[name]
-            try:
-                self._enter(session, node)
-                outcome = self._act(session, node)
-            except (CallGone, FlowEnded):
-                raise
-            except (CallRouterError, OSError) as exc:  # a command refused or timed out, a value unsafe, ...
-                log.error("call %s: node %s (%s) failed: %s", call.uuid, node.name, node.where, exc)
-                if self.on_node_error is not None:
-                    self.on_node_error(session.flow.name, node.name)
-                name = self._recover(session, node)
-                continue
-            if isinstance(outcome, Flow):  # a transfer to another flow
-                session.flow = outcome
-                session.variables.update({k: v for k, v in outcome.variables.items() if k not in session.variables})
-                session.variables["flow"] = outcome.name
-                name = outcome.start
-                continue
-            name = next_node(node, outcome)
-            if name is None and not isinstance(node, Hangup):
-                call.hangup("NORMAL_CLEARING")  # the flow's natural end (e.g. after a conversation)
+        self._walk(session, start or flow.start)
+
+    def _walk(self, s: Session, name: str, rest: Callable[[], Any] | None = None) -> None:
+        """Node after node from `name`; `rest`: what was left of that node's action when the call woke."""
+        try:
+            if rest is not None:
+                name = self._visit(s, s.flow.nodes[name], rest)
+            while name is not None:
+                s.steps += 1
+                if s.steps > MAX_STEPS:
+                    log.error("call %s: flow %s visited %d nodes; giving up", s.call.uuid, s.flow.name, MAX_STEPS)
+                    self.apologise(s.call)
+                    return
+                node = s.flow.nodes[name]
+                name = self._visit(s, node, partial(self._enter_and_act, s, node))
+        except FlowEnded:
+            pass
+
+    def _enter_and_act(self, s: Session, node: Node) -> Any:
+        self._enter(s, node)
+        return self._act(s, node)
+
+    def _visit(self, s: Session, node: Node, act: Callable[[], Any]) -> str | None:
+        """The node after `act` (the node's action, or what was left of it when the call woke)."""
+        try:
+            outcome = act()
+        except (CallGone, FlowEnded):
+            raise
+        except Suspend as suspend:  # a conversation: woken, the flow goes on from this node's outcome
+            raise suspend.wrap(partial(self._walk, s, node.name))
+        except (CallRouterError, OSError) as exc:  # a command refused or timed out, a value unsafe, ...
+            log.error("call %s: node %s (%s) failed: %s", s.call.uuid, node.name, node.where, exc)
+            if self.on_node_error is not None:
+                self.on_node_error(s.flow.name, node.name)
+            return self._recover(s, node)
+        if isinstance(outcome, Flow):  # a transfer to another flow
+            s.flow = outcome
+            s.variables.update({k: v for k, v in outcome.variables.items() if k not in s.variables})
+            s.variables["flow"] = outcome.name
+            return outcome.start
+        name = next_node(node, outcome)
+        if name is None and not isinstance(node, Hangup):
+            s.call.hangup("NORMAL_CLEARING")  # the flow's natural end (e.g. after a conversation)
+        return name
 
     def _recover(self, session: Session, node: Node) -> str | None:
         """The flow's on_error node, once; a second failure (or none) ends in the apology."""
@@ -283,7 +307,7 @@ class FlowRunner:
     def _schedulecheck(self, s: Session, node: ScheduleCheck) -> str:
         return status_at(s.flow.schedules[node.schedule], self.now())
 
-    def _queue(self, s: Session, node: Queue) -> str:
+    def _queue(self, s: Session, node: Queue) -> Any:
         call = s.call
         call.labels["queue"] = node.queue
 
@@ -293,10 +317,18 @@ class FlowRunner:
             call.api(commands.break_media(call.uuid))
             self.play(s, node.announce)
 
+        return self._queue_outcome(s, partial(
+            self.queue_port.enqueue, call, node.queue, skills=node.skills, priority=node.priority,
+            max_wait=node.max_wait, announce=announce if node.announce else None,
+            announce_every=node.announce_every, exit_keys=node.exit_keys))
+
+    def _queue_outcome(self, s: Session, wait: Callable[[], QueueOutcome]) -> Any:
+        """The queue node's edge (or the Flow an agent sent the caller to) once `wait` is over."""
+        call = s.call
         try:
-            outcome = self.queue_port.enqueue(call, node.queue, skills=node.skills, priority=node.priority,
-                                              max_wait=node.max_wait, announce=announce if node.announce else None,
-                                              announce_every=node.announce_every, exit_keys=node.exit_keys)
+            outcome = wait()
+        except Suspend as suspend:  # talking to an agent
+            raise suspend.wrap(partial(self._queue_outcome, s))
         except ToFlow as sent:
             flow = s.flows.flows.get(sent.flow)
             if flow is None:  # the ACD checks the name; a reload may have removed the flow since
