@@ -4,7 +4,8 @@ into the queue and held talking to N agents.
 
 memory_bytes_per_call = (engine RSS with the N calls up - engine RSS connected and idle) / calls
 up (callrouter_calls_active from the engine's /metrics). The baseline is what one parked
-greenlet per call costs in a bare gevent process: the least a call held by a greenlet can cost.
+greenlet per call costs in a bare gevent process: what a talking call saves by holding none
+(engine.calls.call.Suspend), so the figure can be well below it.
 
 `--top N` also says where the memory goes: the engine runs under tracemalloc, a snapshot is taken
 idle and another with the calls up, and the N source lines whose allocations grew most are
