@@ -416,6 +416,10 @@ class Router:
         keys = sorted(k for keys in self._queue(queue_name).groups.values() for k in keys)
         return [k[3] for k in keys]
 
+    def waiting_count(self, queue_name: str) -> int:
+        """How many calls wait in the queue: len(waiting()) without sorting them all."""
+        return self._queue(queue_name).waiting
+
     def available(self, queue_name: str) -> list[str]:
         """The queue's available agents, in its strategy's order."""
         return [entry[-1] for entry in self._queue(queue_name).available]

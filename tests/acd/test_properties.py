@@ -297,6 +297,7 @@ def test_indexes_follow_reconfiguration_and_leave_no_match_behind(centre, data):
                                                   if q == name and router.agents[a].can_take_call(now))]
             line = waiting_order(router, joined, order, name)
             assert [m.uuid for m in router.waiting(name)] == line
+            assert router.waiting_count(name) == len(line)
             for uuid in line:
                 for agent in free:
                     assert not may_take(router, queue_by_name, tiers, agent, joined[uuid], now), \
