@@ -95,7 +95,9 @@ def explain(router: "Router", uuid: str, now: float) -> Explanation:
         if agent_id in free:
             reasons = _fit(agent, tier, need, max_level)
         elif decision is not None:
-            reasons = ["was not free at the decision"] + [f"now: {r}" for r in _unavailability(agent, now)]
+            then = ("was not free at the decision" if decision.free_count <= len(considered) else
+                    f"not among the first {len(considered)} of {decision.free_count} free agents at the decision")
+            reasons = [then] + [f"now: {r}" for r in _unavailability(agent, now)]
         else:
             reasons = _unavailability(agent, now) or ["not free"]
         verdicts.append((free.get(agent_id, len(free)), agent_id, agent, tier, reasons))

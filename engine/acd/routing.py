@@ -61,6 +61,12 @@ _AGENT_CONFIG = ("name", "contacts", "skills", "max_calls", "wrap_up_time", "max
 _NO_NEEDS: frozenset = frozenset()  # what most calls need beyond their queue's skills
 
 
+# How much of the free list a Decision keeps for `explain`: the agents a supervisor asks about.
+# The whole list would cost a pointer per free agent per call up until the call ends (tens of KB
+# per call with thousands of agents free).
+DECISION_FREE_KEPT = 50
+
+
 class Decision(NamedTuple):
     """What the Router saw when it offered a call: kept for `explain`."""
 
@@ -68,12 +74,13 @@ class Decision(NamedTuple):
     agents: tuple[str, ...]            # offered
     need: Mapping[str, int]            # skill levels in force
     max_tier_level: float
-    free: tuple[Entry, ...]            # the queue's free list then (copied whole: no walk per offer)
+    free: tuple[Entry, ...]            # the head of the queue's free list then (DECISION_FREE_KEPT)
+    free_count: int                    # how many agents were free then
     waited: float
 
     @property
     def considered(self) -> tuple[str, ...]:
-        """The queue's available agents then, in strategy order."""
+        """The first of the queue's available agents then, in strategy order."""
         return tuple([entry[-1] for entry in self.free])
 
 
@@ -625,7 +632,9 @@ class Router:
     def _offer(self, candidate: _Candidate, now: float) -> list[Offer]:
         _, index, key, agents, need, max_level, waited = candidate
         member, queue = key[3], index.queue
-        self.decisions[member.uuid] = Decision(now, agents, need, max_level, tuple(index.available), waited)
+        free = index.available
+        self.decisions[member.uuid] = Decision(now, agents, need, max_level, tuple(free[:DECISION_FREE_KEPT]),
+                                               len(free), waited)
         if queue.strategy is Strategy.ROUND_ROBIN:
             index.rr_after = index.seats[agents[0]].entry
         self._dequeue(index, key)

@@ -8,7 +8,7 @@ import pytest
 from engine.acd.model import (
     Agent, AgentState, AgentStatus, Member, MemberState, Queue, RelaxStep, Strategy, Tier, TierRules,
 )
-from engine.acd.routing import Router, RoutingError
+from engine.acd.routing import DECISION_FREE_KEPT, Router, RoutingError
 
 T0 = 1_000.0
 
@@ -372,3 +372,20 @@ def test_ring_progressively_starts_over_at_its_own_pace_after_every_agent_missed
     assert offered(router, T0 + 4) == [("c", "a1")]
     assert offered(router, T0 + 10) == []                  # the first attempt's timer adds nobody
     assert offered(router, T0 + 14) == [("c", "a2")]
+
+
+def test_a_decision_keeps_the_head_of_the_free_list_and_explain_says_so_for_the_rest():
+    ids = [f"a{i:02d}" for i in range(DECISION_FREE_KEPT + 10)]
+    router = centre([Queue("q", strategy=Strategy.TOP_DOWN)], [Agent(i) for i in ids],
+                    [Tier(i, "q") for i in ids])
+    join(router, "c", "q", T0)
+    [(_, chosen)] = offered(router, T0 + 1)
+    decision = router.decisions["c"]
+    assert (len(decision.free), decision.free_count) == (DECISION_FREE_KEPT, len(ids))
+    verdicts = router.explain("c", T0 + 2).agents
+    kept = [v for v in verdicts if v.eligible]
+    assert len(kept) == DECISION_FREE_KEPT and kept[0].agent == chosen and kept[0].chosen
+    rest = [v for v in verdicts if not v.eligible]
+    assert len(rest) == 10 and all(
+        v.reasons[0] == f"not among the first {DECISION_FREE_KEPT} of {len(ids)} free agents at the decision"
+        for v in rest)
