@@ -209,7 +209,7 @@ class CampaignRunner:
             else:
                 started = min(agent.last_bridge_start.values(), default=now)
                 views.append(pacing.AgentView(pacing.TALKING, now - started))
-        waiting = sum(len(router.waiting(q)) for q in queues)
+        waiting = sum(router.waiting_count(q) for q in queues)
         return tuple(views), waiting
 
     def calls_to_place(self, now: float) -> int:
