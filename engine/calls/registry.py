@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from typing import Any, Callable
+from urllib.parse import unquote
 
 import gevent
 import gevent.event
@@ -19,7 +20,9 @@ import gevent.event
 from engine.calls.call import AdoptLeg, Call, NodeDown, Resync
 from engine.calls.leg import Leg
 from engine.config import EslSettings
-from engine.channelvars import ENGINE_VARS, VAR_ENTRY, VAR_JOINED, VAR_LEG, VAR_PARENT, VAR_QUEUE_JOINED, VAR_STAGE
+from engine.channelvars import (
+    DATA_PREFIX, ENGINE_VARS, VAR_ENTRY, VAR_JOINED, VAR_LEG, VAR_PARENT, VAR_QUEUE_JOINED, VAR_STAGE,
+)
 from engine.calls.stats import CallStats
 from engine.cdr.journal import CallJournal
 from engine.errors import EslError
@@ -35,6 +38,18 @@ def by_entry(handlers: dict[str, Handler], default: Handler) -> Handler:
     def handler(call: Call, resumed: bool) -> None:
         handlers.get(call.caller.variables.get(VAR_ENTRY, ""), default)(call, resumed)
     return handler
+
+
+def dumped_vars(dump: str) -> dict[str, str]:
+    """The engine's variables and call data in a `uuid_dump` reply (`Name: url-encoded value` lines;
+    anything else, an -ERR included, has none)."""
+    found = {}
+    for line in dump.splitlines():
+        header, sep, value = line.partition(": ")
+        name = header.removeprefix("variable_")
+        if sep and name != header and (name in ENGINE_VARS or name.startswith(DATA_PREFIX)):
+            found[name] = unquote(value)
+    return found
 
 
 def _adoption_order(stranger: tuple[str, dict[str, str]]) -> tuple[float, str]:
@@ -177,19 +192,19 @@ class CallRegistry:
 
     @staticmethod
     def _engine_vars(node: Any, uuid: str) -> dict[str, str]:
-        """The engine's variables on a channel; two look-ups for a channel that is not ours."""
-        def lookup(names: tuple[str, ...]) -> dict[str, str]:
-            values = {name: node.api(commands.getvar(uuid, name)) for name in names}
-            return {k: v for k, v in values.items() if v and v != "_undef_" and not v.startswith("-ERR")}
+        """The engine's variables and call data on a channel: two look-ups for a channel that is
+        not ours, then one uuid_dump (every variable, however many call data it carries)."""
+        def has(name: str) -> bool:
+            value = node.api(commands.getvar(uuid, name))
+            return bool(value) and value != "_undef_" and not value.startswith("-ERR")
 
-        markers = (VAR_ENTRY, VAR_PARENT)  # a caller parked for the engine, or a leg it originated
         try:
-            found = lookup(markers)
-            if found:
-                found.update(lookup(tuple(v for v in ENGINE_VARS if v not in markers)))
+            # a caller parked for the engine, or a leg it originated
+            if not (has(VAR_ENTRY) or has(VAR_PARENT)):
+                return {}
+            return dumped_vars(node.api(f"uuid_dump {commands.check_uuid(uuid)}"))
         except EslError:
             return {}
-        return found
 
     # --- shutdown -----------------------------------------------------------------------------------
     def drain(self, grace: float) -> None:

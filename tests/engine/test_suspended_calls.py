@@ -192,6 +192,9 @@ def test_a_graceful_shutdown_hands_a_suspended_call_over_and_the_next_engine_ado
     wait_until(lambda: second.stats.finished_calls == 1, what="the adopting engine to close the call")
     assert second.registry.calls == [] and centre.truth.count == 1
     assert second.stats.outcomes == {"answered": 1}
+    heard = [h.detail for h in centre.truth.finished[0].heard]
+    assert heard[-3:] == [READBACK, "ivr/rate_us.wav", "ivr/goodbye.wav"], \
+        "the adopting engine read the account keyed in before the handover from the channel's call data"
     wait_until(lambda: log.of("WRAP_UP"), what="the agent's wrap-up")
     assert [(e.event, e.agent) for e in log.events if e.call_uuid == call_uuid] == [
         ("COMPLETE_AGENT", "1001"), ("WRAP_UP", "1001")]
