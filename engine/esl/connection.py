@@ -9,8 +9,9 @@ What changes against greenswitch 0.0.19 (each pinned by a test in tests/esl/):
 - commands are pipelined: FreeSWITCH's listener reads one command, runs it, writes its reply,
   then reads the next (mod_event_socket's read_packet), so replies come back in the order the
   commands were written and a command need not wait for the one before it. Commands queued in
-  the same hub turn leave in one write from a writer greenlet; each waiting command costs a
-  Waiter, and one timer per session serves every deadline;
+  the same hub turn leave in one send, made from the hub at the end of the turn (a writer
+  greenlet only when the socket is full); each waiting command costs a Waiter, and one timer
+  per session serves every deadline;
 - the end of the session, whatever caused it, runs `close()` exactly once: pending commands
   fail with NotConnected at once and the owner is told why (`on_close`);
 - the reader only frames and hands off; nothing runs greenswitch's handler queue, so one slow
@@ -93,8 +94,8 @@ class EslConnection(InboundESL):
         self._outbox: list[bytes] = []  # frames queued for the writer
         self._queued_bytes = 0  # every byte ever queued / written: how far the writer got
         self._written_bytes = 0
-        self._writer: gevent.Greenlet | None = None
-        self._writer_idle: Waiter | None = None  # set while the writer waits for frames
+        self._flush_due = False  # a flush is scheduled at the end of this hub turn
+        self._writer: gevent.Greenlet | None = None  # only while a write waits for the socket
         self._timer = None  # one libev timer, at the earliest deadline of a pending command
         self._timer_at = 0.0
 
@@ -111,7 +112,6 @@ class EslConnection(InboundESL):
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.connected = True
         self._receive_events_greenlet = gevent.spawn(self.receive_events)
-        self._writer = gevent.spawn(self._write_loop)
         if not self._auth_request_event.wait(self.timeout) or not self.connected:
             self.close("no auth/request greeting")
             raise NotConnected(f"{self.node}: {self.closed_reason}")
@@ -240,31 +240,45 @@ class EslConnection(InboundESL):
         # No lock: greenlets only switch at a wait, so this deque is in the order of the outbox.
         command = _Pending(frame, timeout, self._queued_bytes, waiter, callback)
         self._pending.append(command)
-        idle = self._writer_idle
-        if idle is not None:
-            self._writer_idle = None
-            self._hub.loop.run_callback(idle.switch, None)  # after the rest of this hub turn
+        if not self._flush_due and self._writer is None:
+            self._flush_due = True
+            self._hub.loop.run_callback(self._flush)  # after the greenlets of this hub turn queued theirs
         self._watch(command.deadline)
 
-    def _write_loop(self) -> None:
-        """The writer: everything queued since its last write goes out in one sendall."""
+    def _flush(self) -> None:
+        """In the hub: everything queued in this turn goes out in one send, which must not
+        block here; what the socket does not take at once is left to a writer greenlet."""
+        self._flush_due = False
+        if self._writer is not None or not self._outbox or not self.connected:
+            return
+        data = self._take_outbox()
         try:
-            while True:
-                if not self._outbox:
-                    self._writer_idle = Waiter(self._hub)
-                    self._writer_idle.get()
-                    continue
-                batch, self._outbox = self._outbox, []
-                data = batch[0] if len(batch) == 1 else b"".join(batch)
-                # One send() nearly always takes it all; gevent's sendall() would first ask the
-                # kernel for the socket's buffer size, a second system call per write.
-                sent = self.sock.send(data)
-                if sent < len(data):
-                    self.sock.sendall(memoryview(data)[sent:])
+            sent = self.sock.send(data, 0, 0.0)  # gevent: timeout 0 raises rather than waits
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self.close(f"write failed: {exc}")
+            return
+        self._written_bytes += sent
+        if sent < len(data):
+            self._writer = gevent.spawn(self._write_rest, memoryview(data)[sent:])
+
+    def _write_rest(self, data: memoryview) -> None:
+        """The socket was full: wait until it takes the rest, and what was queued meanwhile."""
+        try:
+            while data:
+                self.sock.sendall(data)
                 self._written_bytes += len(data)
+                data = memoryview(self._take_outbox()) if self._outbox else None
         except OSError as exc:
             # A partial write leaves the command stream unparseable: this session is over.
             self.close(f"write failed: {exc}")
+        finally:
+            self._writer = None
+
+    def _take_outbox(self) -> bytes:
+        batch, self._outbox = self._outbox, []
+        return batch[0] if len(batch) == 1 else b"".join(batch)
 
     def _resolve(self, command: _Pending, outcome: Event | EslError) -> None:
         """Hand a command its reply or error: to its blocked greenlet (through the hub, the
