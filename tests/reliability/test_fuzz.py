@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -16,7 +17,6 @@ from engine.config import config_from_yaml
 from engine.errors import ConfigError
 from engine.esl.protocol import MAX_HEADER_BYTES, FrameParser, ProtocolError
 from engine.ivr.loader import Checks, FlowErrors, build_flowset
-from engine.simulator.wire import url_encode
 from engine.yamlfile import loads
 from tests.waiting import wait_until
 
@@ -61,7 +61,9 @@ def test_arbitrary_bytes_give_frames_or_a_protocol_error_only(data):
 @FAST
 @given(header_text)
 def test_an_encoded_value_never_becomes_a_header(value):
-    body = (f"Event-Name: CHANNEL_PARK\nCaller-Caller-ID-Name: {url_encode(value)}\n"
+    # Every byte but the unreserved ones percent-encoded, '%' too: switch_url_encode keeps a literal
+    # "%XX" as it is (so such a value cannot come back), which is FreeSWITCH's quirk, not the parser's.
+    body = (f"Event-Name: CHANNEL_PARK\nCaller-Caller-ID-Name: {quote(value, safe='')}\n"
             "X-Broken: 100%zz%4\n\n").encode()
     event = FrameParser().feed(frame("text/event-plain", body))[0]
     assert event["Caller-Caller-ID-Name"] == value
