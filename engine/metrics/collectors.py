@@ -158,3 +158,5 @@ class CdrCollector(Collector):
             yield CounterMetricFamily(f"callrouter_cdr_records_{name}", doc, value=value)
         yield CounterMetricFamily("callrouter_cdr_write_errors", "Batches that failed to reach PostgreSQL "
                                   "(spooled and retried).", value=s.write_errors)
+        yield CounterMetricFamily("callrouter_cdr_spool_errors", "Spool appends the disk refused while PostgreSQL "
+                                  "was away too: those records wait in memory only.", value=s.spool_errors)
