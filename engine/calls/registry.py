@@ -92,7 +92,8 @@ class CallRegistry:
             if call.node is node:
                 call.inbox.put(NodeDown(reason))
         self._cancel_write_off(node)
-        self._write_offs[node.name] = gevent.spawn_later(self.lost_after, self._write_off, node)
+        if self.accepting:  # a draining engine hands its calls over instead (and stops its nodes itself)
+            self._write_offs[node.name] = gevent.spawn_later(self.lost_after, self._write_off, node)
 
     def _write_off(self, node: Any) -> None:
         """The node stayed away: its calls end as lost (each writes its CDR), whatever they waited on.

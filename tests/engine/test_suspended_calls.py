@@ -62,10 +62,11 @@ READBACK = "42"  # what the caller hears said: the account, from the Session kep
 SALES = acd_file({"sales": {"wrap_up_time": 1}}, {"1001": {}, "1002": {}}, [("1001", "sales", 1), ("1002", "sales", 2)])
 
 
-def greenlets_running(call) -> list[gevent.Greenlet]:
-    """The live greenlets of the engine that run this call's handler (or what is left of it)."""
+def greenlets_running(owner) -> list[gevent.Greenlet]:
+    """The live greenlets of the engine that run a method of `owner` (a call's handler, or what is
+    left of it; the registry's timers)."""
     return [g for g in gc.get_objects() if isinstance(g, gevent.Greenlet) and not g.dead
-            and getattr(g._run, "__self__", None) is call]
+            and getattr(g._run, "__self__", None) is owner]
 
 
 def talking_without_greenlet(engine, agent: str) -> bool:
@@ -184,6 +185,7 @@ def test_a_graceful_shutdown_hands_a_suspended_call_over_and_the_next_engine_ado
     assert first.stats.handed_over_calls == 1 and first.stats.finished_calls == 0
     assert not first.registry.calls
     assert centre.switch.channels[call_uuid].is_up, "the call was left up on the switch"
+    assert not greenlets_running(first.registry), "a stopped engine left a node's write-off timer behind"
 
     second = engine_factory(engine_config(centre, tmp_path))
     log = second.journal.sink = QueueLog()
