@@ -254,9 +254,9 @@ class Acd:
     def queues_view(self) -> list[dict[str, Any]]:
         now = self.clock()
         return [{"queue": name, "strategy": self.router.queues[name].queue.strategy.value,
-                 "waiting": len(self.router.waiting(name)),
+                 "waiting": self.router.waiting_count(name),
                  "available": len(self.router.available(name)), "staffed": self.router.staffed(name),
-                 "estimated_wait_seconds": round(self._estimate(name, len(self.router.waiting(name)) + 1, now), 1)}
+                 "estimated_wait_seconds": round(self._estimate(name, self.router.waiting_count(name) + 1, now), 1)}
                 for name in self.queue_names()]
 
     def change_status(self, agent_id: str, status: str, reason: str = "") -> dict[str, Any]:
@@ -512,7 +512,7 @@ class Acd:
         index = self.router.queues.get(queue)
         if index is None:
             return QueueStatus(0, 0, 0.0)
-        waiting = len(self.router.waiting(queue))
+        waiting = self.router.waiting_count(queue)
         return QueueStatus(len(self.router.available(queue)), waiting,
                            self._estimate(queue, waiting + 1, self.clock()))
 
@@ -520,7 +520,7 @@ class Acd:
         """For a caller joining `queue` now (metrics)."""
         if queue not in self.router.queues:
             return None
-        return self._estimate(queue, len(self.router.waiting(queue)) + 1, self.clock())
+        return self._estimate(queue, self.router.waiting_count(queue) + 1, self.clock())
 
     def _estimate(self, queue: str, position: int, now: float) -> float:
         index = self.router.queues[queue]
