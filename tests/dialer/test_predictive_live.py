@@ -18,7 +18,7 @@ import pytest
 
 from engine.dialer import store
 from engine.dialer.compliance import abandon_periods
-from engine.dialer.model import Attempt, Campaign, Contact, Disposition, Mode
+from engine.dialer.model import Attempt, Campaign, Contact, Mode
 from engine.dialer.selection import after_attempt
 from tests.dialer.live import (
     MESSAGE, WINDOW, add_campaign, check_compliance, outbound_truth, rows, start_engine, wait_closed, zone_where,

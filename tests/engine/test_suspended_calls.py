@@ -14,7 +14,6 @@ import pytest
 
 from engine.acd.model import AgentState
 from tests.acd.test_service_e2e import QueueLog, acd_file
-from tests.engine.conftest import centre_factory, engine_factory  # noqa: F401 - fixtures
 from tests.simulator.conftest import ScriptedEndpoint
 from tests.waiting import wait_until
 

@@ -4,7 +4,6 @@ ringing and talking; the standby takes over, adopts them and completes the campa
 simulator's record of every originate and the attempts table say no contact was dialled twice."""
 from __future__ import annotations
 
-import time
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
 
