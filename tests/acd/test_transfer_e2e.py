@@ -33,10 +33,12 @@ inbound:
   names: ["Jane O'Hara"]
   dnis: "+18005550100"
   kinds:
-    customer: {{digits: ["{account}"], think: 0.1, patience: 40, talk: 60}}
+    customer: {{digits: {digits}, think: 0.1, patience: 40, talk: {talk}}}
 agents:
 {agents}
 """
+# The scenario needs an agent of its own: one no queue of the ACD uses.
+NOBODY = '  - {ids: ["9999"], ring: 0.1, answer_probability: 0.0}'
 
 # The caller keys in an account number, then waits in sales; `after` is where an agent may send it.
 FLOWS = {
@@ -72,9 +74,7 @@ def start(centre_factory, engine_factory, tmp_path, agents: list[str], acd: dict
           scripted: tuple[str, ...] = (), **settings):
     """The centre with the population's agents and these scripted softphones, the engine on it with
     the intake flow, the queue log captured."""
-    # The scenario needs an agent of its own: one no queue of the ACD uses.
-    agents = agents or ['  - {ids: ["9999"], ring: 0.1, answer_probability: 0.0}']
-    centre = centre_factory(SCENARIO.format(account=account, agents="\n".join(agents)))
+    centre = centre_factory(SCENARIO.format(digits=f'["{account}"]', talk=60, agents="\n".join(agents or [NOBODY])))
     phones = {agent: ScriptedEndpoint(f"agent:{agent}") for agent in scripted}
     for agent, phone in phones.items():
         centre.switch.register_user(agent, phone)

@@ -14,27 +14,12 @@ import pytest
 
 from engine.acd.model import AgentState
 from tests.acd.test_service_e2e import QueueLog, acd_file
+from tests.acd.test_transfer_e2e import NOBODY, SCENARIO, agent_channel
 from tests.simulator.conftest import ScriptedEndpoint
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
-SCENARIO = """
-seed: 5
-nodes: [{{name: sim1, port: 0}}]
-park_variables: {{callrouter_entry: hotline, park_timeout: "60"}}
-inbound:
-  arrivals:
-    calls:
-      - {{at: 0.2, kind: customer}}
-  numbers: ["+15550100001"]
-  names: ["Jane O'Hara"]
-  dnis: "+18005550100"
-  kinds:
-    customer: {{digits: ["42#", "5"], think: 0.1, patience: 40, talk: {caller_talk}}}
-agents:
-  - {{ids: ["9999"], ring: 0.1, answer_probability: 0.0}}
-"""
 
 # The caller keys in an account, talks to sales, then answers a survey that reads the account back.
 FLOW = """
@@ -77,7 +62,7 @@ def talking_without_greenlet(engine, agent: str) -> bool:
 def start(centre_factory, engine_factory, tmp_path, *, caller_talk: float = 60.0):
     """The centre with scripted softphones for 1001 and 1002 (they hang up when the test says),
     the engine on it with FLOW, the queue log captured."""
-    centre = centre_factory(SCENARIO.format(caller_talk=caller_talk))
+    centre = centre_factory(SCENARIO.format(digits='["42#", "5"]', talk=caller_talk, agents=NOBODY))
     phones = {agent: ScriptedEndpoint(f"agent:{agent}") for agent in ("1001", "1002")}
     for agent, phone in phones.items():
         centre.switch.register_user(agent, phone)
@@ -92,11 +77,6 @@ def engine_config(centre, tmp_path):
     dialplans.mkdir(exist_ok=True)
     (dialplans / "intake.yaml").write_text(FLOW)
     return replace(centre.config(tmp_path, acd=SALES, ring_seconds=2), dialplans=dialplans)
-
-
-def agent_channel(centre, agent: str):
-    legs = [c for c in centre.switch.channels.values() if c.variables.get("callrouter_agent") == agent and c.is_up]
-    return legs[-1] if legs else None
 
 
 def test_the_agent_hanging_up_wakes_the_call_into_wrap_up_and_the_rest_of_its_flow(
