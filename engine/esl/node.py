@@ -3,8 +3,9 @@ with backoff and jitter, subscribes by name, watches the switch's heartbeat, and
 replies: api/sendmsg by order, bgapi by our own Job-UUID.
 
 Greenlets: a supervisor (connect, wait for the drop, back off, reconnect), the connection's
-reader and writer, a heartbeat watchdog per connection, and one greenlet per `on_up` call; a
-bgapi needs none of its own (its +OK is handled by a callback in the reader). `on_event` runs
+reader (and a writer while the socket is full), a heartbeat watchdog per connection, and one
+greenlet per `on_up` call; a bgapi needs none of its own (its +OK is handled by a callback in
+the reader). `on_event` runs
 in the reader: it must hand the event off (e.g. put it in the call's inbox) and return; if it
 blocks, every event and reply behind it waits, and FreeSWITCH kills a listener that lags.
 """
@@ -203,7 +204,9 @@ class Node:
     @staticmethod
     def _refusal(reply: Event, what: str) -> CommandFailed | None:
         text = reply.get("Reply-Text") or ""
-        return None if text.startswith("+OK") else CommandFailed(f"{what} refused by FreeSWITCH: {text or reply.body!r}")
+        if text.startswith("+OK"):
+            return None
+        return CommandFailed(f"{what} refused by FreeSWITCH: {text or reply.body!r}")
 
     @classmethod
     def _check_ok(cls, reply: Event, what: str) -> None:
