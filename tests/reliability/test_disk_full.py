@@ -111,6 +111,12 @@ class Layout:
         assert self.pg is not None
         return Path(self.pg.server.log).read_text(errors="replace")
 
+    def begin(self) -> None:
+        self.volume.fill()
+
+    def end(self) -> None:
+        self.volume.free()
+
 
 class DataDiskFull(Layout):
     """The engine's database in a tablespace on a 32 MiB volume; the WAL and the cluster's shared
@@ -127,12 +133,6 @@ class DataDiskFull(Layout):
             conn.execute(f"CREATE TABLESPACE small LOCATION '{self.volume.path}'")
             conn.execute("CREATE DATABASE callrouter TABLESPACE small")
         self.dsn = psycopg.conninfo.make_conninfo(self.pg.dsn, dbname="callrouter")
-
-    def begin(self) -> None:
-        self.volume.fill()
-
-    def end(self) -> None:
-        self.volume.free()
 
     def assert_met(self, engine_output: str) -> None:
         assert "could not extend file" in self.server_log(), "PostgreSQL ran out of space for the tables"
@@ -184,12 +184,6 @@ class SharedDiskFull(Layout):
         self.pg = OwnServer(self.volume.path / "pg")
         self.dsn = self.pg.dsn
         self.data_dir = self.volume.path / "engine"
-
-    def begin(self) -> None:
-        self.volume.fill()
-
-    def end(self) -> None:
-        self.volume.free()
 
     def assert_met(self, engine_output: str) -> None:
         assert "could not extend file" in self.server_log(), "PostgreSQL ran out of space for the tables"
