@@ -46,20 +46,26 @@ def check_line(value: str, what: str = "value") -> str:
     return value
 
 
+# What switch_string_var_check_const calls a variable reference: `$`, any backslashes, `{`. A value
+# holding one is expanded (`${`) or, on originate and uuid_setvar_multi, silently not set at all.
+_VAR_REFERENCE = re.compile(r"\$\\*\{")
+
+
 def check_data(value: str, what: str = "value") -> str:
-    """`value` unchanged if it is safe as channel data: check_line() and no `${` expansion."""
+    """`value` unchanged if it is safe as channel data: check_line() and no variable reference."""
     check_line(value, what)
-    if "${" in value:
-        raise UnsafeValue(f"{what} contains '${{', which FreeSWITCH would expand: {value[:60]!r}")
+    if _VAR_REFERENCE.search(value):
+        raise UnsafeValue(f"{what} contains '${{', which FreeSWITCH would expand or refuse: {value[:60]!r}")
     return value
 
 
 def display_text(value: str, limit: int = 80) -> str:
     """A caller-supplied display string (a caller id name, a contact's name) made safe as channel
-    data, for showing it on an agent's phone: control characters become spaces and `${` loses its
-    meaning, the rest is kept (quotes, braces, commas are escaped later by dial_string)."""
+    data, for showing it on an agent's phone: control characters become spaces and a variable
+    reference (`${`, `$\\{`) loses its meaning, the rest is kept (quotes, braces, commas are
+    escaped later by dial_string)."""
     text = "".join(" " if ord(ch) < 0x20 or ch == "\x7f" else ch for ch in value)
-    return text.replace("${", "$ {")[:limit].strip()
+    return _VAR_REFERENCE.sub(lambda ref: "$ " + ref.group()[1:], text)[:limit].strip()
 
 
 def _check(pattern: re.Pattern[str], value: str, what: str) -> str:

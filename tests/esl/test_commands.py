@@ -17,7 +17,7 @@ OTHER = "1525ecd9-0c28-419a-b11b-290bf2a07239"
 _special = st.sampled_from(list(" ,'\"{}^=\\|:;[]<>&()%$@#!\t") + ["^^", "\\n", "\\s", "''", "{}"])
 _text = st.lists(st.one_of(_special, st.characters(blacklist_categories=("Cs",),
                                                    blacklist_characters="\r\n\0")), max_size=25).map("".join)
-safe_value = _text.filter(lambda v: "${" not in v and ":_:" not in v and fsparse.find_end_paren("{" + v + "}", "{", "}") == len(v) + 1)
+safe_value = _text.filter(lambda v: not fsparse.has_variable(v) and ":_:" not in v and fsparse.find_end_paren("{" + v + "}", "{", "}") == len(v) + 1)
 var_name = st.from_regex(r"[A-Za-z_][A-Za-z0-9_.\-]{0,20}", fullmatch=True)
 
 
@@ -90,10 +90,20 @@ def test_line_breakers_are_refused_everywhere(head, bad, tail):
             build()
 
 
-@pytest.mark.parametrize("value", ["${system(rm -rf /)}", "a${uuid_kill(x)}", "$${hold_music}", "a}b", "{a", "}{", "x:_:y"])
+@pytest.mark.parametrize("value", ["${system(rm -rf /)}", "a${uuid_kill(x)}", "$${hold_music}", "a}b", "{a", "}{", "x:_:y",
+                                   "$\\{x}", "a$\\\\{b}"])
 def test_values_freeswitch_would_expand_or_cut_are_refused(value):
     with pytest.raises(UnsafeValue):
         commands.dial_string("user/1001", {"x": value})
+
+
+@given(_text)
+def test_a_display_text_never_holds_what_freeswitch_takes_for_a_variable(value):
+    assert not fsparse.has_variable(commands.display_text(value, limit=1000))
+
+
+def test_a_display_text_keeps_all_but_the_variable_reference():
+    assert commands.display_text("Bob ${x} $\\{y} $5 {z}") == "Bob $ {x} $ \\{y} $5 {z}"
 
 
 def test_balanced_braces_in_a_value_are_kept():
