@@ -139,7 +139,7 @@ class DataDiskFull(Layout):
         assert "No space left on device" in engine_output, "the engine's writer was told the disk is full"
 
 
-class WalDiskFull(Layout):
+class ClusterOnVolume(Layout):
     """PostgreSQL's whole data directory on a 96 MiB volume (a fresh cluster takes about 40 MiB of
     it, one 16 MiB WAL segment included)."""
 
@@ -150,6 +150,10 @@ class WalDiskFull(Layout):
         self.volume.mount()
         self.pg = OwnServer(self.volume.path / "pg")
         self.dsn = self.pg.dsn
+
+
+class WalDiskFull(ClusterOnVolume):
+    """The volume full when PostgreSQL needs a new WAL segment."""
 
     def begin(self) -> None:
         self.volume.fill()
@@ -171,18 +175,13 @@ class WalDiskFull(Layout):
         assert "shutting down due to startup process failure" in log, "its recovery failed on the full disk too"
 
 
-class SharedDiskFull(Layout):
+class SharedDiskFull(ClusterOnVolume):
     """The default deployment's layout: the embedded PostgreSQL's data directory and the engine's
-    own (its CDR spool with it) on one 96 MiB volume. PostgreSQL fails as in DataDiskFull, and
-    the spool cannot take the records either."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.volume = Volume(tmp_path / "volume", 96)
+    own (its CDR spool with it) on one volume. PostgreSQL fails as in DataDiskFull, and the spool
+    cannot take the records either."""
 
     def setup(self) -> None:
-        self.volume.mount()
-        self.pg = OwnServer(self.volume.path / "pg")
-        self.dsn = self.pg.dsn
+        super().setup()
         self.data_dir = self.volume.path / "engine"
 
     def assert_met(self, engine_output: str) -> None:
