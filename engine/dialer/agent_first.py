@@ -8,15 +8,18 @@ from __future__ import annotations
 import logging
 import uuid as uuidlib
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import gevent
 
 from engine.acd.model import AgentState
-from engine.calls.call import Call, OriginateFailed
+from engine.calls.call import HANGUPS, Call, OriginateFailed, Suspend
 from engine.channelvars import VAR_AGENT, VAR_CAMPAIGN, VAR_CONTACT, VAR_ENTRY, VAR_STAGE
 from engine.dialer import store
-from engine.dialer.campaign import ADOPT_WAIT, DIALER_ENTRY, JOB_MARGIN, STAGE_TALKING, CampaignRunner, contact_data, label
+from engine.dialer.campaign import (
+    ADOPT_WAIT, DIALER_ENTRY, JOB_MARGIN, STAGE_TALKING, CampaignRunner, contact_data, label,
+)
 from engine.dialer.compliance import InvalidNumber, normalise, utc
 from engine.dialer.model import CAUSE_DISPOSITIONS, Attempt, Contact, ContactState, Disposition, Mode
 from engine.dialer.selection import next_contacts
@@ -251,16 +254,27 @@ class AgentFirst:
         return attempt, contact
 
     def _talk(self, call: Call, leg: Any, attempt: Attempt | None, contact: Contact | None) -> None:
-        """Until the contact or the agent hangs up; then the attempt is answered."""
+        """Until the contact or the agent hangs up, with no greenlet in between (suspended until
+        the contact's leg hangs up; the agent's is the call's own); then the attempt is answered."""
+        def wakes(item: Any) -> bool:
+            return getattr(item, "unique_id", None) == leg.uuid and item.name in HANGUPS
+
         try:
             while not leg.hungup:
-                call.next_item(60.0)
+                call.next_item_or_suspend(wakes, partial(self._talk, call, leg, attempt, contact))
+        except Suspend:
+            raise  # the conversation goes on: nothing to close yet
         except CallGone:
             pass
-        finally:
-            if attempt is not None and contact is not None:
-                self.dialer.close(attempt, contact, Disposition.ANSWERED.value, call)
+        except BaseException:
+            self._answered(call, attempt, contact)
+            raise
+        self._answered(call, attempt, contact)
         call.hangup()
+
+    def _answered(self, call: Call, attempt: Attempt | None, contact: Contact | None) -> None:
+        if attempt is not None and contact is not None:
+            self.dialer.close(attempt, contact, Disposition.ANSWERED.value, call)
 
     def _adopted_talk(self, call: Call, attempt: Attempt, contact: Contact) -> None:
         """An agent-first call adopted after a restart: its contact's leg comes from reconciliation
