@@ -49,7 +49,7 @@ from engine.acd.model import (
     Tier, consult_step, is_personal, personal_queue,
 )
 from engine.acd.routing import Router, RoutingError
-from engine.calls.call import HANGUPS, Call, Suspend
+from engine.calls.call import Call, Suspend, is_hangup_of
 from engine.calls.leg import Leg
 from engine.cdr.queue_log import QueueEvent, QueueEventKind
 from engine.config import AcdSettings
@@ -149,8 +149,7 @@ class _Talk:
     def wakes(self, item: Any) -> bool:
         """What a suspended conversation wakes for, beside the caller's hangup and an outage: the
         agent's leg hanging up, or a transfer."""
-        return isinstance(item, TransferTo) or (
-            getattr(item, "unique_id", None) == self.leg.uuid and item.name in HANGUPS)
+        return isinstance(item, TransferTo) or is_hangup_of(item, self.leg.uuid)
 
 
 @dataclass

@@ -134,6 +134,11 @@ class Suspend(Exception):
 HANGUPS = ("CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE")
 
 
+def is_hangup_of(item: Any, leg_uuid: str) -> bool:
+    """Whether an inbox item is the hangup of that leg (what wakes a call suspended on it)."""
+    return getattr(item, "unique_id", None) == leg_uuid and item.name in HANGUPS
+
+
 def and_then(step: Callable[[], T], rest: Callable[[T], R]) -> R:
     """rest(step()); when step suspends the call, rest runs on what step returns once woken."""
     try:
@@ -268,7 +273,7 @@ class Call:
     def _wakes(self, item: Any) -> bool:
         if isinstance(item, (NodeDown, Resync)):  # an outage is ridden out in a greenlet
             return True
-        if getattr(item, "unique_id", None) == self.caller.uuid and item.name in HANGUPS:
+        if is_hangup_of(item, self.caller.uuid):
             return True
         return self._wake_on(item)
 

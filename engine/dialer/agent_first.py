@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import gevent
 
 from engine.acd.model import AgentState
-from engine.calls.call import HANGUPS, Call, OriginateFailed, Suspend
+from engine.calls.call import Call, OriginateFailed, Suspend, is_hangup_of
 from engine.channelvars import VAR_AGENT, VAR_CAMPAIGN, VAR_CONTACT, VAR_ENTRY, VAR_STAGE
 from engine.dialer import store
 from engine.dialer.campaign import (
@@ -256,12 +256,10 @@ class AgentFirst:
     def _talk(self, call: Call, leg: Any, attempt: Attempt | None, contact: Contact | None) -> None:
         """Until the contact or the agent hangs up, with no greenlet in between (suspended until
         the contact's leg hangs up; the agent's is the call's own); then the attempt is answered."""
-        def wakes(item: Any) -> bool:
-            return getattr(item, "unique_id", None) == leg.uuid and item.name in HANGUPS
-
         try:
             while not leg.hungup:
-                call.next_item_or_suspend(wakes, partial(self._talk, call, leg, attempt, contact))
+                call.next_item_or_suspend(partial(is_hangup_of, leg_uuid=leg.uuid),
+                                          partial(self._talk, call, leg, attempt, contact))
         except Suspend:
             raise  # the conversation goes on: nothing to close yet
         except CallGone:
