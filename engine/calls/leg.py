@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from os.path import commonprefix
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 from engine.channelvars import DATA_PREFIX, ENGINE_VARS
 
@@ -17,6 +17,20 @@ _DTMF_KEEP = 64  # digits typed ahead are kept for the next prompt, within reaso
 # name -> the same name: a leg keeps the module's string, not a fresh copy per call.
 _ENGINE_VARS = {name: name for name in ENGINE_VARS}
 _ENGINE_PREFIX = "variable_" + commonprefix([*ENGINE_VARS, DATA_PREFIX])
+
+
+def kept_variables(headers: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+    """(name, value) of the engine's variables and the call data among a channel's
+    (`variable_<name>`, value) headers: what a Leg keeps of its channel."""
+    for header, value in headers:
+        var = header.removeprefix("variable_")
+        if var == header:
+            continue
+        name = _ENGINE_VARS.get(var)
+        if name is not None:
+            yield name, value
+        elif var.startswith(DATA_PREFIX):
+            yield var, value
 
 
 @dataclass(slots=True)  # a few of these per call up: no per-instance __dict__
@@ -63,13 +77,7 @@ class Leg:
         self.caller_id_number = event.get("Caller-Caller-ID-Number") or self.caller_id_number
         self.caller_id_name = event.get("Caller-Caller-ID-Name") or self.caller_id_name
         self.destination_number = event.get("Caller-Destination-Number") or self.destination_number
-        for header, value in event.matching(_ENGINE_PREFIX).items():
-            var = header.removeprefix("variable_")
-            name = _ENGINE_VARS.get(var)
-            if name is not None:
-                self.variables[name] = value
-            elif var.startswith(DATA_PREFIX):
-                self.variables[var] = value
+        self.variables.update(kept_variables(event.matching(_ENGINE_PREFIX).items()))
 
     def take_digits(self) -> str:
         digits, self.dtmf = self.dtmf, ""

@@ -18,11 +18,9 @@ import gevent
 import gevent.event
 
 from engine.calls.call import AdoptLeg, Call, NodeDown, Resync
-from engine.calls.leg import Leg
+from engine.calls.leg import Leg, kept_variables
 from engine.config import EslSettings
-from engine.channelvars import (
-    DATA_PREFIX, ENGINE_VARS, VAR_ENTRY, VAR_JOINED, VAR_LEG, VAR_PARENT, VAR_QUEUE_JOINED, VAR_STAGE,
-)
+from engine.channelvars import VAR_ENTRY, VAR_JOINED, VAR_LEG, VAR_PARENT, VAR_QUEUE_JOINED, VAR_STAGE
 from engine.calls.stats import CallStats
 from engine.cdr.journal import CallJournal
 from engine.errors import EslError
@@ -41,15 +39,10 @@ def by_entry(handlers: dict[str, Handler], default: Handler) -> Handler:
 
 
 def dumped_vars(dump: str) -> dict[str, str]:
-    """The engine's variables and call data in a `uuid_dump` reply (`Name: url-encoded value` lines;
-    anything else, an -ERR included, has none)."""
-    found = {}
-    for line in dump.splitlines():
-        header, sep, value = line.partition(": ")
-        name = header.removeprefix("variable_")
-        if sep and name != header and (name in ENGINE_VARS or name.startswith(DATA_PREFIX)):
-            found[name] = unquote(value)
-    return found
+    """What a Leg keeps (the engine's variables and call data) of a `uuid_dump` reply
+    (`Name: url-encoded value` lines; anything else, an -ERR included, has none)."""
+    lines = (line.partition(": ") for line in dump.splitlines())
+    return {name: unquote(value) for name, value in kept_variables((h, v) for h, sep, v in lines if sep)}
 
 
 def _adoption_order(stranger: tuple[str, dict[str, str]]) -> tuple[float, str]:
