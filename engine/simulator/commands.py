@@ -311,10 +311,8 @@ def cmd_uuid_hold(switch: "Switch", args: str) -> str:
     return "+OK Success\n"
 
 
-def cmd_uuid_dump(switch: "Switch", args: str) -> str:
-    channel = _channel(switch, args.split()[0] if args.split() else "")
-    if channel is None:
-        return NO_SUCH_CHANNEL
+@_on_channel(NO_SUCH_CHANNEL)
+def cmd_uuid_dump(switch: "Switch", channel: Channel, rest: str) -> str:  # rest: the format (txt only here)
     return "".join(f"{name}: {url_encode(value)}\n" for name, value in
                    [("Event-Name", "CHANNEL_DATA")] + channel.headers())
 
